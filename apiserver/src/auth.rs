@@ -1,0 +1,286 @@
+//! Authentication (x509 client certificates, bearer tokens) and authorization, as separate
+//! pipeline stages. Authorization is an ordered chain of `Authorizer`s so RBAC and the node
+//! authorizer can be added in front of the default-deny.
+
+use serde_json::{json, Value};
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    pub fn anonymous() -> Self {
+        UserInfo {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        }
+    }
+    pub fn is_anonymous(&self) -> bool {
+        self.name == "system:anonymous"
+    }
+    pub fn to_json(&self) -> Value {
+        json!({"username": self.name, "uid": self.uid, "groups": self.groups})
+    }
+}
+
+/// Identity from the TLS handshake, attached to each request of the connection.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificate(pub Option<Vec<u8>>);
+
+/// Reads user and groups (CN and O) from a DER client certificate already verified
+/// against the cluster CA by the TLS layer.
+pub fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    groups.push("system:authenticated".into());
+    Some(UserInfo {
+        name,
+        uid: String::new(),
+        groups,
+    })
+}
+
+/// Static bearer tokens (the cluster join token for now).
+#[derive(Debug, Clone, Default)]
+pub struct TokenAuthenticator {
+    tokens: Vec<(String, UserInfo)>,
+}
+
+impl TokenAuthenticator {
+    /// The join token: in its full k3s form `K10<ca-hash>::server:<secret>` only the
+    /// secret part is checked; the short form is the secret itself.
+    pub fn with_join_token(secret: &str) -> Self {
+        TokenAuthenticator {
+            tokens: vec![(
+                secret.to_string(),
+                UserInfo {
+                    name: "system:bootstrap:minik8s".into(),
+                    uid: String::new(),
+                    groups: vec!["system:bootstrappers".into(), "system:authenticated".into()],
+                },
+            )],
+        }
+    }
+    pub fn authenticate(&self, bearer: &str) -> Option<UserInfo> {
+        let secret = join_token_secret(bearer);
+        self.tokens
+            .iter()
+            .find(|(t, _)| constant_time_eq(t.as_bytes(), secret.as_bytes()))
+            .map(|(_, u)| u.clone())
+    }
+}
+
+/// Extracts the secret from `K10<hash>::<user>:<secret>` or returns the token unchanged.
+pub fn join_token_secret(token: &str) -> &str {
+    match token.strip_prefix("K10").and_then(|rest| rest.split_once("::")) {
+        Some((_, creds)) => creds.split_once(':').map(|(_, s)| s).unwrap_or(creds),
+        None => token,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What a request wants to do, in authorizer terms.
+#[derive(Debug, Clone, Default)]
+pub struct Attributes {
+    pub verb: String,
+    pub resource_request: bool,
+    pub api_group: String,
+    pub api_version: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub name: String,
+    /// For non-resource requests.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(String),
+    NoOpinion,
+}
+
+pub trait Authorizer: Send + Sync {
+    fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Decision;
+}
+
+/// Members of `system:masters` may do anything.
+pub struct MastersAuthorizer;
+
+impl Authorizer for MastersAuthorizer {
+    fn authorize(&self, user: &UserInfo, _: &Attributes) -> Decision {
+        if user.groups.iter().any(|g| g == "system:masters") {
+            Decision::Allow
+        } else {
+            Decision::NoOpinion
+        }
+    }
+}
+
+/// The public and discovery non-resource paths (upstream's system:public-info-viewer and
+/// system:discovery roles) for authenticated users.
+pub struct DiscoveryAuthorizer;
+
+const DISCOVERY_PATHS: &[&str] = &[
+    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/version",
+    "/version/", "/openapi", "/openapi/*",
+];
+
+impl Authorizer for DiscoveryAuthorizer {
+    fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Decision {
+        if attrs.resource_request || attrs.verb != "get" {
+            return Decision::NoOpinion;
+        }
+        if !user.groups.iter().any(|g| g == "system:authenticated") {
+            return Decision::NoOpinion;
+        }
+        let ok = DISCOVERY_PATHS.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => attrs.path.starts_with(prefix),
+            None => attrs.path == *p,
+        });
+        if ok {
+            Decision::Allow
+        } else {
+            Decision::NoOpinion
+        }
+    }
+}
+
+/// Runs authorizers in order; the first Allow or Deny wins; no opinion denies.
+pub struct AuthorizerChain(pub Vec<Box<dyn Authorizer>>);
+
+impl AuthorizerChain {
+    pub fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Decision {
+        for a in &self.0 {
+            match a.authorize(user, attrs) {
+                Decision::NoOpinion => continue,
+                d => return d,
+            }
+        }
+        Decision::Deny(String::new())
+    }
+}
+
+/// The upstream 403 text, e.g. `pods "x" is forbidden: User "bob" cannot get resource
+/// "pods" in API group "" in the namespace "default"`.
+pub fn forbidden_message(user: &UserInfo, a: &Attributes, reason: &str) -> String {
+    let suffix = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    };
+    if !a.resource_request {
+        return format!(
+            "forbidden: User \"{}\" cannot {} path \"{}\"{}",
+            user.name, a.verb, a.path, suffix
+        );
+    }
+    let res = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    let qualified = if a.api_group.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}.{}", a.resource, a.api_group)
+    };
+    let subject = if a.name.is_empty() {
+        qualified
+    } else {
+        format!("{qualified} \"{}\"", a.name)
+    };
+    let scope = if a.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace \"{}\"", a.namespace)
+    };
+    format!(
+        "{subject} is forbidden: User \"{}\" cannot {} resource \"{res}\" in API group \"{}\" {scope}{suffix}",
+        user.name, a.verb, a.api_group
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_token_forms() {
+        assert_eq!(join_token_secret("K10abc::server:s3cret"), "s3cret");
+        assert_eq!(join_token_secret("s3cret"), "s3cret");
+        let t = TokenAuthenticator::with_join_token("s3cret");
+        assert!(t.authenticate("K10abc::server:s3cret").is_some());
+        assert!(t.authenticate("nope").is_none());
+    }
+
+    #[test]
+    fn forbidden_text_matches_upstream() {
+        let u = UserInfo {
+            name: "bob".into(),
+            uid: String::new(),
+            groups: vec![],
+        };
+        let a = Attributes {
+            verb: "list".into(),
+            resource_request: true,
+            resource: "pods".into(),
+            namespace: "team-a".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            forbidden_message(&u, &a, ""),
+            "pods is forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the namespace \"team-a\""
+        );
+    }
+
+    #[test]
+    fn masters_allowed_others_denied() {
+        let chain = AuthorizerChain(vec![Box::new(MastersAuthorizer), Box::new(DiscoveryAuthorizer)]);
+        let admin = UserInfo {
+            name: "a".into(),
+            uid: String::new(),
+            groups: vec!["system:masters".into()],
+        };
+        let bob = UserInfo {
+            name: "bob".into(),
+            uid: String::new(),
+            groups: vec!["system:authenticated".into()],
+        };
+        let res = Attributes {
+            verb: "get".into(),
+            resource_request: true,
+            resource: "pods".into(),
+            ..Default::default()
+        };
+        assert_eq!(chain.authorize(&admin, &res), Decision::Allow);
+        assert!(matches!(chain.authorize(&bob, &res), Decision::Deny(_)));
+        let disc = Attributes {
+            verb: "get".into(),
+            path: "/apis/apps/v1".into(),
+            ..Default::default()
+        };
+        assert_eq!(chain.authorize(&bob, &disc), Decision::Allow);
+    }
+}

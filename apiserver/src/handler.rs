@@ -1,0 +1,771 @@
+//! The HTTP request path: routing of Kubernetes URLs, authentication, authorization,
+//! body decoding and content negotiation, then dispatch to discovery, OpenAPI, health
+//! or the generic registry.
+
+use crate::auth::{self, Attributes, Decision, PeerCertificate, UserInfo};
+use crate::error::{ApiError, ApiResult};
+use crate::list::{Filter, ListParams};
+use crate::meta;
+use crate::registry::{DeleteOptions, FieldValidation, PatchType, WriteOptions};
+use crate::resources::{self, ResourceInfo, Subresource};
+use crate::server::App;
+use crate::watch::{self, WatchParams};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest accepted request body, as upstream (3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Where a URL points.
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    Version,
+    Health(String),
+    Api,
+    ApiV1,
+    Apis,
+    ApisGroup(String),
+    ApisGroupVersion(String, String),
+    OpenApiIndex,
+    OpenApiGroupVersion(String),
+    Resource(ResourceRoute),
+    NotFound,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct ResourceRoute {
+    pub res: &'static ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+    /// The legacy `/watch/` path prefix.
+    pub watch_prefix: bool,
+}
+
+fn valid_segment(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('%')
+}
+
+/// Parses a request path.
+pub fn route(path: &str) -> Route {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match segs.as_slice() {
+        ["version"] => Route::Version,
+        [h @ ("healthz" | "livez" | "readyz")] => Route::Health(h.to_string()),
+        [h @ ("healthz" | "livez" | "readyz"), check] => Route::Health(format!("{h}/{check}")),
+        ["api"] => Route::Api,
+        ["api", "v1"] => Route::ApiV1,
+        ["api", "v1", rest @ ..] => resource_route("", "v1", rest),
+        ["apis"] => Route::Apis,
+        ["apis", g] => Route::ApisGroup(g.to_string()),
+        ["apis", g, v] => Route::ApisGroupVersion(g.to_string(), v.to_string()),
+        ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
+        ["openapi", "v3"] => Route::OpenApiIndex,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiGroupVersion(rest.join("/")),
+        _ => Route::NotFound,
+    }
+}
+
+fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
+    let (watch_prefix, rest) = match rest {
+        ["watch", r @ ..] => (true, r),
+        r => (false, r),
+    };
+    let make = |plural: &str, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+        let Some(res) = resources::find(group, version, plural) else {
+            return Route::NotFound;
+        };
+        if ns.is_some() && !res.namespaced {
+            return Route::NotFound;
+        }
+        for s in [ns, name, sub].into_iter().flatten() {
+            if !valid_segment(s) {
+                return Route::NotFound;
+            }
+        }
+        Route::Resource(ResourceRoute {
+            res,
+            namespace: ns.map(str::to_string),
+            name: name.map(str::to_string),
+            subresource: sub.map(str::to_string),
+            watch_prefix,
+        })
+    };
+    match rest {
+        [plural] => make(plural, None, None, None),
+        ["namespaces", ns, sub @ ("status" | "finalize")] if group.is_empty() => {
+            make("namespaces", None, Some(ns), Some(sub))
+        }
+        ["namespaces", ns, plural] => make(plural, Some(ns), None, None),
+        ["namespaces", ns, plural, name] => make(plural, Some(ns), Some(name), None),
+        ["namespaces", ns, plural, name, sub] => make(plural, Some(ns), Some(name), Some(sub)),
+        [plural, name] => make(plural, None, Some(name), None),
+        [plural, name, sub] => make(plural, None, Some(name), Some(sub)),
+        _ => Route::NotFound,
+    }
+}
+
+fn query_map(q: Option<&str>) -> HashMap<String, String> {
+    form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
+    let mut resp = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    add_warnings(resp.headers_mut(), warnings);
+    resp
+}
+
+fn add_warnings(h: &mut HeaderMap, warnings: &[String]) {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            h.append(header::WARNING, v);
+        }
+    }
+}
+
+fn text_response(code: StatusCode, body: String) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+/// Authenticates a request: client certificate first, then a bearer token.
+fn authenticate(app: &App, req: &Request) -> Result<UserInfo, ApiError> {
+    if let Some(PeerCertificate(Some(der))) = req.extensions().get::<PeerCertificate>() {
+        if let Some(u) = auth::user_from_cert(der) {
+            return Ok(u);
+        }
+    }
+    if let Some(h) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(tok) = h.strip_prefix("Bearer ").map(str::trim) {
+            return app.tokens.authenticate(tok).ok_or_else(ApiError::unauthorized);
+        }
+        return Err(ApiError::unauthorized());
+    }
+    Ok(UserInfo::anonymous())
+}
+
+const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
+
+fn is_public(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    PUBLIC_PATHS.iter().any(|x| p == *x || p.starts_with(&format!("{x}/")))
+}
+
+fn verb_for(method: &Method, r: &ResourceRoute, q: &HashMap<String, String>) -> &'static str {
+    let watch = r.watch_prefix || q.get("watch").is_some_and(|v| v == "true" || v == "1");
+    match *method {
+        Method::GET | Method::HEAD => match (&r.name, watch) {
+            (_, true) => "watch",
+            (Some(_), false) => "get",
+            (None, false) => "list",
+        },
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => {
+            if r.name.is_some() {
+                "delete"
+            } else {
+                "deletecollection"
+            }
+        }
+        _ => "",
+    }
+}
+
+/// Entry point for every request.
+pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let resp = match handle_inner(app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(method = %method, uri = %uri, status = resp.status().as_u16(), elapsed_ms = start.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
+    let path = req.uri().path().to_string();
+    let q = query_map(req.uri().query());
+    let user = authenticate(&app, &req)?;
+    let route = route(&path);
+    if user.is_anonymous() && !is_public(&path) {
+        return Err(ApiError::unauthorized());
+    }
+    // Authorization.
+    let attrs = match &route {
+        Route::Resource(r) => Attributes {
+            verb: verb_for(req.method(), r, &q).to_string(),
+            resource_request: true,
+            api_group: r.res.group.to_string(),
+            api_version: r.res.version.to_string(),
+            resource: r.res.plural.to_string(),
+            subresource: r.subresource.clone().unwrap_or_default(),
+            namespace: r.namespace.clone().unwrap_or_default(),
+            name: r.name.clone().unwrap_or_default(),
+            path: path.clone(),
+        },
+        _ => Attributes {
+            verb: req.method().as_str().to_ascii_lowercase(),
+            path: path.clone(),
+            ..Default::default()
+        },
+    };
+    if !user.is_anonymous() {
+        if let Decision::Deny(reason) = app.authz.authorize(&user, &attrs) {
+            return Err(ApiError::forbidden(auth::forbidden_message(&user, &attrs, &reason)));
+        }
+    }
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    match route {
+        Route::Version => Ok(json_response(StatusCode::OK, &app.version, &[])),
+        Route::Health(which) => health(&app, &which, q.contains_key("verbose")).await,
+        Route::Api => {
+            let v = match crate::discovery::negotiate_aggregated(&accept) {
+                Some(ver) => Some((crate::discovery::aggregated(true, ver), ver)),
+                None => None,
+            };
+            discovery_response(&req, v, crate::discovery::api_versions(&app.advertise_address))
+        }
+        Route::Apis => {
+            let v = crate::discovery::negotiate_aggregated(&accept)
+                .map(|ver| (crate::discovery::aggregated(false, ver), ver));
+            discovery_response(&req, v, crate::discovery::api_group_list())
+        }
+        Route::ApiV1 => discovery_response(&req, None, crate::discovery::resource_list("", "v1").unwrap_or_default()),
+        Route::ApisGroup(g) => match crate::discovery::api_group_doc(&g) {
+            Some(d) => discovery_response(&req, None, d),
+            None => Err(ApiError::path_not_found()),
+        },
+        Route::ApisGroupVersion(g, v) => match crate::discovery::resource_list(&g, &v) {
+            Some(d) => discovery_response(&req, None, d),
+            None => Err(ApiError::path_not_found()),
+        },
+        Route::OpenApiIndex => {
+            let v = app.openapi.index();
+            discovery_response(&req, None, v)
+        }
+        Route::OpenApiGroupVersion(gv) => match app.openapi.group_version(&gv) {
+            Some((bytes, hash)) => {
+                let mut resp = Response::new(Body::from(bytes));
+                let h = resp.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                if let Ok(v) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+                    h.insert(header::ETAG, v);
+                }
+                let cc = if q.get("hash").is_some_and(|x| *x == hash) {
+                    "public, immutable"
+                } else {
+                    "no-cache, private"
+                };
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
+                Ok(resp)
+            }
+            None => Err(ApiError::path_not_found()),
+        },
+        Route::NotFound => Err(ApiError::path_not_found()),
+        Route::Resource(r) => resource(app, req, r, q, &accept, &user).await,
+    }
+}
+
+async fn health(app: &App, which: &str, verbose: bool) -> ApiResult<Response> {
+    let store_ok = tokio::time::timeout(Duration::from_secs(2), app.registry.store.current_revision())
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
+    let mut checks = vec![("ping", true), ("log", true), ("etcd", store_ok)];
+    if which.starts_with("readyz") {
+        checks.push(("informer-sync", true));
+        checks.push(("shutdown", true));
+    }
+    let base = which.split('/').next().unwrap_or("healthz");
+    if let Some((_, single)) = which.split_once('/') {
+        return match checks.iter().find(|(n, _)| *n == single) {
+            Some((_, true)) => Ok(text_response(StatusCode::OK, "ok".into())),
+            Some((_, false)) => Ok(text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal server error: {single} check failed"),
+            )),
+            None => Err(ApiError::path_not_found()),
+        };
+    }
+    let all_ok = checks.iter().all(|(_, ok)| *ok);
+    let code = if all_ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    if verbose || !all_ok {
+        let mut out = String::new();
+        for (n, ok) in &checks {
+            if *ok {
+                out.push_str(&format!("[+]{n} ok\n"));
+            } else {
+                out.push_str(&format!("[-]{n} failed: reason withheld\n"));
+            }
+        }
+        if all_ok {
+            out.push_str(&format!("{base} check passed\n"));
+        } else {
+            out.push_str(&format!("{base} check failed\n"));
+        }
+        return Ok(text_response(code, out));
+    }
+    Ok(text_response(code, "ok".into()))
+}
+
+/// Serves a discovery-like document with an ETag (304 on a matching If-None-Match).
+fn discovery_response(req: &Request, aggregated: Option<(Value, &str)>, legacy: Value) -> ApiResult<Response> {
+    let (body, ct) = match aggregated {
+        Some((v, ver)) => (
+            v,
+            format!("application/json;g=apidiscovery.k8s.io;v={ver};as=APIGroupDiscoveryList"),
+        ),
+        None => (legacy, "application/json".to_string()),
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let etag = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(&bytes);
+        format!("\"{}\"", d.iter().take(16).map(|b| format!("{b:02X}")).collect::<String>())
+    };
+    if req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag)
+    {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(resp);
+    }
+    let mut resp = Response::new(Body::from(bytes));
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ct) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+/// What the client asked to get back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Object,
+    Table,
+    PartialMetadata,
+}
+
+fn shape(accept: &str) -> Shape {
+    for part in accept.split(',') {
+        let p = part.trim();
+        if p.contains("as=Table") {
+            return Shape::Table;
+        }
+        if p.contains("as=PartialObjectMetadata") {
+            return Shape::PartialMetadata;
+        }
+        if p.starts_with("application/json") || p.starts_with("*/*") || p.starts_with("application/vnd.kubernetes.protobuf") || p.starts_with("application/yaml") {
+            return Shape::Object;
+        }
+    }
+    Shape::Object
+}
+
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+fn include_object(q: &HashMap<String, String>) -> crate::table::IncludeObject {
+    match q.get("includeObject").map(String::as_str) {
+        Some("Object") => crate::table::IncludeObject::Object,
+        Some("None") => crate::table::IncludeObject::None,
+        _ => crate::table::IncludeObject::Metadata,
+    }
+}
+
+fn with_type_meta(res: &ResourceInfo, mut obj: Value) -> Value {
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("apiVersion".into(), json!(res.api_version()));
+        m.insert("kind".into(), json!(res.kind));
+    }
+    obj
+}
+
+/// Reads the request body, enforcing the size limit.
+async fn read_body(req: Request) -> ApiResult<(HeaderMap, Bytes)> {
+    let (parts, body) = req.into_parts();
+    if parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY)
+    {
+        return Err(ApiError::too_large());
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large())?;
+    Ok((parts.headers, bytes))
+}
+
+fn content_type(h: &HeaderMap) -> String {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Decodes an object body: JSON (also when no Content-Type), YAML or Kubernetes protobuf.
+pub fn decode_object(ct: &str, body: &[u8]) -> ApiResult<Value> {
+    match ct {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        }),
+        "application/yaml" | "application/apply-patch+yaml" => {
+            serde_yaml::from_slice::<Value>(body).map_err(|e| {
+                ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
+            })
+        }
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body).map_err(|e| match e {
+            crate::protobuf::ProtobufError::UnsupportedKind { .. } => ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; {e}"),
+            ),
+            other => ApiError::bad_request(other.to_string()),
+        }),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+fn write_options(q: &HashMap<String, String>, user_agent: &str, default_manager_from_ua: bool) -> ApiResult<WriteOptions> {
+    let field_validation = match q.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => FieldValidation::Warn,
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {other}"
+            )))
+        }
+    };
+    let dry_run = match q.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported dry run value: {other}"
+            )))
+        }
+    };
+    let mut field_manager = q.get("fieldManager").cloned().unwrap_or_default();
+    if field_manager.len() > 128 {
+        return Err(ApiError::bad_request("fieldManager: Too long: must have at most 128 bytes"));
+    }
+    if field_manager.is_empty() && default_manager_from_ua {
+        // Upstream names the manager after the user agent's program name.
+        field_manager = user_agent.split('/').next().unwrap_or("").to_string();
+        if field_manager.is_empty() {
+            field_manager = "unknown".into();
+        }
+    }
+    Ok(WriteOptions {
+        dry_run,
+        field_manager,
+        field_validation,
+        force: q.get("force").is_some_and(|v| v == "true"),
+    })
+}
+
+fn parse_sub(r: &ResourceRoute) -> ApiResult<Option<Subresource>> {
+    match r.subresource.as_deref() {
+        None => Ok(None),
+        Some("status") if r.res.has(Subresource::Status) => Ok(Some(Subresource::Status)),
+        Some("scale") if r.res.has(Subresource::Scale) => Ok(Some(Subresource::Scale)),
+        Some(_) => Err(ApiError::path_not_found()),
+    }
+}
+
+async fn resource(
+    app: Arc<App>,
+    req: Request,
+    r: ResourceRoute,
+    q: HashMap<String, String>,
+    accept: &str,
+    _user: &UserInfo,
+) -> ApiResult<Response> {
+    let res = r.res;
+    let reg = app.registry.clone();
+    let ns = r.namespace.clone().unwrap_or_default();
+    let sub = parse_sub(&r)?;
+    let shape = shape(accept);
+    let ua = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let verb = verb_for(req.method(), &r, &q);
+    let now = jiff::Timestamp::now();
+    let render_one = |obj: Value| -> Value {
+        let obj = with_type_meta(res, obj);
+        match shape {
+            Shape::Table => crate::table::to_table(res.plural, res.group, &[obj], now, include_object(&q), "", None),
+            Shape::PartialMetadata => partial(&obj),
+            Shape::Object => obj,
+        }
+    };
+    match (verb, sub, r.name.clone()) {
+        ("get", None, Some(name)) => {
+            let obj = reg.get(res, &ns, &name).await?;
+            Ok(json_response(StatusCode::OK, &render_one(obj), &[]))
+        }
+        ("get", Some(Subresource::Status), Some(name)) => {
+            let obj = reg.get(res, &ns, &name).await?;
+            Ok(json_response(StatusCode::OK, &with_type_meta(res, obj), &[]))
+        }
+        ("get", Some(Subresource::Scale), Some(name)) => {
+            let obj = reg.get(res, &ns, &name).await?;
+            Ok(json_response(StatusCode::OK, &crate::scale::to_scale(&obj), &[]))
+        }
+        ("list", None, None) => {
+            let filter = Filter::parse(res, q.get("labelSelector").map(String::as_str), q.get("fieldSelector").map(String::as_str))?;
+            let params = ListParams {
+                limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
+                continue_token: q.get("continue").cloned(),
+                resource_version: q.get("resourceVersion").cloned(),
+                resource_version_match: q.get("resourceVersionMatch").cloned(),
+            };
+            let page = reg.list(res, r.namespace.as_deref(), &filter, &params).await?;
+            let rv = page.revision.to_string();
+            let body = match shape {
+                Shape::Table => crate::table::to_table(res.plural, res.group, &page.items, now, include_object(&q), &rv, page.continue_token.as_deref()),
+                Shape::PartialMetadata => {
+                    let items: Vec<Value> = page.items.iter().map(partial).collect();
+                    let mut m = json!({"resourceVersion": rv});
+                    if let Some(c) = &page.continue_token {
+                        m["continue"] = json!(c);
+                    }
+                    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": m, "items": items})
+                }
+                Shape::Object => {
+                    let mut m = json!({"resourceVersion": rv});
+                    if let Some(c) = &page.continue_token {
+                        m["continue"] = json!(c);
+                    }
+                    json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": m, "items": page.items})
+                }
+            };
+            Ok(json_response(StatusCode::OK, &body, &[]))
+        }
+        ("watch", None, name) => {
+            let mut field = q.get("fieldSelector").cloned().unwrap_or_default();
+            if let Some(n) = name {
+                field = if field.is_empty() { format!("metadata.name={n}") } else { format!("{field},metadata.name={n}") };
+            }
+            let filter = Filter::parse(res, q.get("labelSelector").map(String::as_str), Some(&field))?;
+            let timeout = q
+                .get("timeoutSeconds")
+                .and_then(|t| t.parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .unwrap_or_else(|| Duration::from_secs(1800 + rand::random::<u64>() % 1800));
+            let params = WatchParams {
+                resource_version: q.get("resourceVersion").cloned(),
+                timeout,
+                bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
+            };
+            let first = std::sync::atomic::AtomicBool::new(true);
+            let inc = include_object(&q);
+            let encode: watch::Encoder = Arc::new(move |ty: &str, obj: &Value| {
+                let obj = if ty == "ERROR" { obj.clone() } else { with_type_meta(res, obj.clone()) };
+                let obj = match shape {
+                    Shape::Table if ty != "ERROR" && ty != "BOOKMARK" => {
+                        let mut t = crate::table::to_table(res.plural, res.group, &[obj], jiff::Timestamp::now(), inc, "", None);
+                        if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                            t["columnDefinitions"] = json!([]);
+                        }
+                        t
+                    }
+                    Shape::PartialMetadata if ty != "ERROR" => partial(&obj),
+                    _ => obj,
+                };
+                let mut line = serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
+                line.push(b'\n');
+                Bytes::from(line)
+            });
+            let rx = watch::start(reg, res, r.namespace.clone(), filter, params, encode).await?;
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::convert::Infallible>);
+            let mut resp = Response::new(Body::from_stream(stream));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+            Ok(resp)
+        }
+        ("create", None, None) => {
+            let opts = write_options(&q, &ua, true)?;
+            let (h, body) = read_body(req).await?;
+            let obj = decode_object(&content_type(&h), &body)?;
+            let w = reg.create(res, &ns, obj, &opts).await?;
+            Ok(json_response(StatusCode::CREATED, &render_one(w.object), &w.warnings))
+        }
+        ("update", sub @ (None | Some(Subresource::Status)), Some(name)) => {
+            let opts = write_options(&q, &ua, true)?;
+            let (h, body) = read_body(req).await?;
+            let obj = decode_object(&content_type(&h), &body)?;
+            let w = reg.replace(res, &ns, &name, sub, obj, &opts).await?;
+            let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(json_response(code, &render_one(w.object), &w.warnings))
+        }
+        ("update" | "patch", Some(Subresource::Scale), Some(name)) => {
+            let opts = write_options(&q, &ua, true)?;
+            let ptype = if verb == "patch" { Some(patch_type(req.headers())?) } else { None };
+            let (h, body) = read_body(req).await?;
+            let doc = if verb == "patch" {
+                decode_object(if ptype == Some(PatchType::Apply) { "application/yaml" } else { "application/json" }, &body)?
+            } else {
+                decode_object(&content_type(&h), &body)?
+            };
+            let scale = crate::scale::update(&reg, res, &ns, &name, ptype, doc, &opts).await?;
+            Ok(json_response(StatusCode::OK, &scale, &[]))
+        }
+        ("patch", sub @ (None | Some(Subresource::Status)), Some(name)) => {
+            let ptype = patch_type(req.headers())?;
+            let mut opts = write_options(&q, &ua, ptype != PatchType::Apply)?;
+            if ptype == PatchType::Apply && opts.field_manager.is_empty() {
+                return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"));
+            }
+            if ptype != PatchType::Apply && q.contains_key("force") {
+                return Err(ApiError::bad_request("force: Forbidden: may not be specified for non-apply patch"));
+            }
+            opts.force = q.get("force").is_some_and(|v| v == "true");
+            let (_, body) = read_body(req).await?;
+            let doc = match ptype {
+                PatchType::Apply => decode_object("application/yaml", &body)?,
+                _ => serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
+            };
+            let w = reg.patch(res, &ns, &name, sub, ptype, doc, &opts).await?;
+            let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(json_response(code, &render_one(w.object), &w.warnings))
+        }
+        ("delete", None, Some(name)) => {
+            let mut opts = delete_options(&q)?;
+            let (h, body) = read_body(req).await?;
+            if !body.is_empty() {
+                let v = decode_object(&content_type(&h), &body)?;
+                opts.merge_body(&v)?;
+            }
+            let (obj, gone) = reg.delete(res, &ns, &name, &opts).await?;
+            let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+            Ok(json_response(code, &with_type_meta(res, obj), &[]))
+        }
+        ("deletecollection", None, None) => {
+            let mut opts = delete_options(&q)?;
+            let (h, body) = read_body(req).await?;
+            if !body.is_empty() {
+                let v = decode_object(&content_type(&h), &body)?;
+                opts.merge_body(&v)?;
+            }
+            let filter = Filter::parse(res, q.get("labelSelector").map(String::as_str), q.get("fieldSelector").map(String::as_str))?;
+            let page = reg.list(res, r.namespace.as_deref(), &filter, &ListParams::default()).await?;
+            let mut items = Vec::new();
+            for obj in page.items {
+                let (n, o) = (meta::name(&obj).to_string(), meta::namespace(&obj).to_string());
+                match reg.delete(res, &o, &n, &opts).await {
+                    Ok((d, _)) => items.push(d),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let body = json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": {"resourceVersion": page.revision.to_string()}, "items": items});
+            Ok(json_response(StatusCode::OK, &body, &[]))
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn patch_type(h: &HeaderMap) -> ApiResult<PatchType> {
+    match content_type(h).as_str() {
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        "application/apply-patch+yaml" => Ok(PatchType::Apply),
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {other}"),
+        )),
+    }
+}
+
+fn delete_options(q: &HashMap<String, String>) -> ApiResult<DeleteOptions> {
+    let mut o = DeleteOptions {
+        grace_period: match q.get("gracePeriodSeconds") {
+            Some(g) => Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g}")))?),
+            None => None,
+        },
+        propagation: q.get("propagationPolicy").cloned(),
+        dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
+        ..Default::default()
+    };
+    if q.get("orphanDependents").is_some_and(|v| v == "true") && o.propagation.is_none() {
+        o.propagation = Some("Orphan".into());
+    }
+    o.merge_body(&json!({}))?;
+    Ok(o)
+}
+
+use futures::StreamExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/version"), Route::Version);
+        assert_eq!(route("/apis/apps"), Route::ApisGroup("apps".into()));
+        let Route::Resource(r) = route("/api/v1/namespaces/default/pods/x/status") else { panic!() };
+        assert_eq!((r.res.plural, r.namespace.as_deref(), r.name.as_deref(), r.subresource.as_deref()), ("pods", Some("default"), Some("x"), Some("status")));
+        let Route::Resource(r) = route("/api/v1/namespaces/kube-system") else { panic!() };
+        assert_eq!((r.res.plural, r.name.as_deref()), ("namespaces", Some("kube-system")));
+        let Route::Resource(r) = route("/api/v1/namespaces/x/status") else { panic!() };
+        assert_eq!((r.res.plural, r.name.as_deref(), r.subresource.as_deref()), ("namespaces", Some("x"), Some("status")));
+        let Route::Resource(r) = route("/apis/apps/v1/deployments") else { panic!() };
+        assert!(r.namespace.is_none());
+        assert_eq!(route("/api/v1/namespaces/default/nodes"), Route::NotFound);
+        assert_eq!(route("/api/v1/namespaces/default/pods/.."), Route::NotFound);
+        assert_eq!(route("/apis/nope/v1/things"), Route::NotFound);
+    }
+
+    #[test]
+    fn public_paths() {
+        assert!(is_public("/healthz"));
+        assert!(is_public("/readyz/etcd"));
+        assert!(!is_public("/api"));
+    }
+}

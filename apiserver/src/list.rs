@@ -1,0 +1,216 @@
+//! LIST: selectors, `limit`/`continue` paging and the `resourceVersion` /
+//! `resourceVersionMatch` rules, over the storage backend.
+
+use crate::error::{ApiError, ApiResult};
+use crate::meta;
+use crate::registry::{decode, prefix, Registry};
+use crate::resources::ResourceInfo;
+use crate::selector::{parse_field_selector, parse_label_selector, FieldSelector, LabelSelector};
+use base64::Engine;
+use serde_json::{json, Value};
+use store::{ListOptions, StoreError};
+
+/// Label and field selectors of a list or watch.
+#[derive(Default)]
+pub struct Filter {
+    pub label: Option<LabelSelector>,
+    pub field: Option<FieldSelector>,
+}
+
+impl Filter {
+    pub fn parse(res: &ResourceInfo, label: Option<&str>, field: Option<&str>) -> ApiResult<Filter> {
+        let label = match label.filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(parse_label_selector(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?),
+            None => None,
+        };
+        let field = match field.filter(|s| !s.trim().is_empty()) {
+            Some(s) => {
+                let f = parse_field_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let allowed = crate::strategy::for_resource(res.group, res.plural).field_selectors();
+                for name in f.fields() {
+                    if name != "metadata.name" && name != "metadata.namespace" && !allowed.contains(&name) {
+                        return Err(ApiError::bad_request(format!(
+                            "field label not supported: {name}"
+                        )));
+                    }
+                }
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(Filter { label, field })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.label.is_none() && self.field.is_none()
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        if let Some(l) = &self.label {
+            if !l.matches(&meta::labels(obj)) {
+                return false;
+            }
+        }
+        if let Some(f) = &self.field {
+            let get = |path: &str| -> Option<String> {
+                match path {
+                    "metadata.name" => Some(meta::name(obj).to_string()),
+                    "metadata.namespace" => Some(meta::namespace(obj).to_string()),
+                    // upstream: unset status.phase selects as ""; spec.nodeName likewise
+                    other => Some(meta::path_str(obj, other).unwrap_or_default()),
+                }
+            };
+            if !f.matches(&get) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Query parameters of a list.
+#[derive(Default)]
+pub struct ListParams {
+    pub limit: i64,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+}
+
+/// A page of a list.
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+const CONTINUE_TOO_OLD: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+fn encode_continue(rev: i64, start: &str) -> String {
+    let v = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start});
+    base64::engine::general_purpose::URL_SAFE.encode(v.to_string())
+}
+
+fn decode_continue(tok: &str) -> ApiResult<(i64, String)> {
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(tok)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(tok))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((rv, start.to_string()))
+}
+
+pub fn parse_rv(s: &str) -> ApiResult<i64> {
+    s.parse::<i64>().map_err(|_| {
+        ApiError::bad_request(format!("invalid resource version: {s}")) 
+    })
+}
+
+impl Registry {
+    /// LIST within a namespace (or all namespaces with `ns = None`).
+    pub async fn list(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        filter: &Filter,
+        params: &ListParams,
+    ) -> ApiResult<ListPage> {
+        let base = prefix(res, ns);
+        let (mut revision, mut start) = (0i64, String::new());
+        if let Some(tok) = params.continue_token.as_deref().filter(|t| !t.is_empty()) {
+            let (rv, s) = decode_continue(tok)?;
+            revision = rv;
+            start = format!("{base}{s}");
+        } else {
+            match (params.resource_version.as_deref(), params.resource_version_match.as_deref()) {
+                (None | Some(""), Some(m)) if !m.is_empty() => {
+                    return Err(ApiError::bad_request(
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    ))
+                }
+                (Some(rv), Some("Exact")) => {
+                    let rv = parse_rv(rv)?;
+                    if rv == 0 {
+                        return Err(ApiError::bad_request("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\""));
+                    }
+                    revision = rv;
+                }
+                (Some(rv), _) if !rv.is_empty() && rv != "0" => {
+                    let want = parse_rv(rv)?;
+                    let current = self.store.current_revision().await?;
+                    if want > current {
+                        return Err(ApiError::timeout(format!(
+                            "Too large resource version: {want}, current: {current}"
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut items = Vec::new();
+        let limit = params.limit.max(0);
+        let chunk = match limit {
+            0 => 0,
+            l if filter.is_empty() => l + 1,
+            l => (l + 1).max(500),
+        };
+        let mut cursor = start;
+        let mut served_rev = revision;
+        loop {
+            let page = self
+                .store
+                .list(&ListOptions {
+                    prefix: base.clone(),
+                    start_key: cursor.clone(),
+                    limit: chunk,
+                    revision: served_rev,
+                })
+                .await
+                .map_err(|e| match e {
+                    StoreError::Compacted { .. } if params.continue_token.is_some() => {
+                        ApiError::gone(CONTINUE_TOO_OLD)
+                    }
+                    StoreError::Compacted { compacted } => ApiError::gone(format!(
+                        "The resourceVersion for the provided list is too old. (requested {revision}, compacted {compacted})"
+                    )),
+                    StoreError::FutureRevision { current } => ApiError::timeout(format!(
+                        "Too large resource version: {revision}, current: {current}"
+                    )),
+                    other => other.into(),
+                })?;
+            served_rev = page.revision;
+            for kv in &page.kvs {
+                if limit > 0 && items.len() as i64 == limit {
+                    let rel = kv.key.strip_prefix(&base).unwrap_or(&kv.key).to_string();
+                    return Ok(ListPage {
+                        items,
+                        revision: served_rev,
+                        continue_token: Some(encode_continue(served_rev, &rel)),
+                        remaining: None,
+                    });
+                }
+                let obj = decode(kv)?;
+                if filter.matches(&obj) {
+                    items.push(obj);
+                }
+            }
+            match page.kvs.last() {
+                Some(last) if page.more => cursor = format!("{}\0", last.key),
+                _ => break,
+            }
+        }
+        Ok(ListPage {
+            items,
+            revision: served_rev,
+            continue_token: None,
+            remaining: None,
+        })
+    }
+}

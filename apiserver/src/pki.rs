@@ -1,0 +1,221 @@
+//! Cluster PKI: the CA, the API server's serving certificate and the admin client
+//! certificate, kept as PEM files in a directory passed by the caller.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generating certificate {name}: {source}")]
+    Generate {
+        name: &'static str,
+        source: rcgen::Error,
+    },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("loading ca from {path}: {source}")]
+    LoadCa {
+        path: PathBuf,
+        source: rcgen::Error,
+    },
+}
+
+/// PEM material the server needs at run time.
+#[derive(Clone)]
+pub struct Pki {
+    pub ca_cert_pem: String,
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+    dir: PathBuf,
+}
+
+fn write(path: &Path, data: &str, mode: u32) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let err = |source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(data.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn gen(name: &'static str) -> impl Fn(rcgen::Error) -> PkiError {
+    move |source| PkiError::Generate { name, source }
+}
+
+impl Pki {
+    /// Loads the CA from `dir` (creating it on first start), issues a fresh serving
+    /// certificate for `sans` (DNS names or IPs) and ensures an admin client certificate.
+    pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<Pki, PkiError> {
+        std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let ca_crt = dir.join("server-ca.crt");
+        let ca_key = dir.join("server-ca.key");
+        if !ca_crt.exists() || !ca_key.exists() {
+            let key = KeyPair::generate().map_err(gen("ca"))?;
+            let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen("ca"))?;
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "minik8s-server-ca");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+            let cert = params.self_signed(&key).map_err(gen("ca"))?;
+            write(&ca_key, &key.serialize_pem(), 0o600)?;
+            write(&ca_crt, &cert.pem(), 0o644)?;
+        }
+        let ca_cert_pem = read(&ca_crt)?;
+        let ca_key_pem = read(&ca_key)?;
+        let ca_keypair = KeyPair::from_pem(&ca_key_pem).map_err(|source| PkiError::LoadCa {
+            path: ca_key.clone(),
+            source,
+        })?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&ca_cert_pem, ca_keypair).map_err(|source| PkiError::LoadCa {
+                path: ca_crt.clone(),
+                source,
+            })?;
+
+        // Serving certificate: reissued on every start so SAN changes take effect.
+        let key = KeyPair::generate().map_err(gen("serving"))?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen("serving"))?;
+        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        for s in sans {
+            let san = match s.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(s.clone().try_into().map_err(gen("serving"))?),
+            };
+            if !params.subject_alt_names.contains(&san) {
+                params.subject_alt_names.push(san);
+            }
+        }
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        let cert = params.signed_by(&key, &issuer).map_err(gen("serving"))?;
+        let serving_cert_pem = cert.pem();
+        let serving_key_pem = key.serialize_pem();
+        write(&dir.join("serving-kube-apiserver.crt"), &serving_cert_pem, 0o644)?;
+        write(&dir.join("serving-kube-apiserver.key"), &serving_key_pem, 0o600)?;
+
+        let admin_crt = dir.join("client-admin.crt");
+        let admin_key = dir.join("client-admin.key");
+        if !admin_crt.exists() || !admin_key.exists() {
+            let (c, k) = issue_client(&issuer, "system:admin", &["system:masters"])?;
+            write(&admin_key, &k, 0o600)?;
+            write(&admin_crt, &c, 0o644)?;
+        }
+        Ok(Pki {
+            ca_cert_pem,
+            serving_cert_pem,
+            serving_key_pem,
+            admin_cert_pem: read(&admin_crt)?,
+            admin_key_pem: read(&admin_key)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Issues a client certificate (CN = user, O = groups) signed by the cluster CA.
+    pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
+        let ca_key = self.dir.join("server-ca.key");
+        let key_pem = read(&ca_key)?;
+        let kp = KeyPair::from_pem(&key_pem).map_err(|source| PkiError::LoadCa {
+            path: ca_key.clone(),
+            source,
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, kp).map_err(|source| {
+            PkiError::LoadCa {
+                path: ca_key,
+                source,
+            }
+        })?;
+        issue_client(&issuer, user, groups)
+    }
+
+    /// A kubeconfig for the admin user, embedding the CA and the client certificate.
+    pub fn admin_kubeconfig(&self, server_url: &str) -> String {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {}\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&self.ca_cert_pem),
+            server_url,
+            b64(&self.admin_cert_pem),
+            b64(&self.admin_key_pem)
+        )
+    }
+}
+
+fn issue_client(
+    issuer: &Issuer<'_, KeyPair>,
+    user: &str,
+    groups: &[&str],
+) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate().map_err(gen("client"))?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen("client"))?;
+    for g in groups {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, g.to_string());
+    }
+    params.distinguished_name.push(DnType::CommonName, user);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    let cert = params.signed_by(&key, issuer).map_err(gen("client"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Writes a file with mode bits, atomically.
+pub fn write_file(path: &Path, data: &str, mode: u32) -> Result<(), PkiError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| PkiError::Write {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    write(path, data, mode)
+}

@@ -1,0 +1,161 @@
+//! The HTTPS listener: rustls with optional client certificates (verified against the
+//! cluster CA), HTTP/2 and HTTP/1.1 (with upgrades, for connections that offer no ALPN),
+//! and the shared application state behind every request.
+
+use crate::auth::{AuthorizerChain, DiscoveryAuthorizer, MastersAuthorizer, PeerCertificate, TokenAuthenticator};
+use crate::openapi::OpenApi;
+use crate::pki::Pki;
+use crate::registry::Registry;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Backend;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// The Kubernetes version served (kubectl's dispatcher picks its minor from this).
+pub const KUBE_MAJOR: &str = "1";
+pub const KUBE_MINOR: &str = "33";
+pub const KUBE_GIT_VERSION: &str = "v1.33.0+minik8s";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("configuring tls: {0}")]
+    Tls(String),
+}
+
+/// State shared by all requests.
+pub struct App {
+    pub registry: Arc<Registry>,
+    pub openapi: Arc<OpenApi>,
+    pub tokens: TokenAuthenticator,
+    pub authz: AuthorizerChain,
+    pub version: Value,
+    pub advertise_address: String,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Backend>, join_token: &str, advertise_address: String) -> Arc<App> {
+        let openapi = Arc::new(OpenApi::new());
+        let oa = openapi.clone();
+        let registry = Arc::new(Registry {
+            store,
+            schema: openapi.clone(),
+            unknown_fields: Arc::new(move |schema: &str, obj: &Value| oa.unknown_fields(schema, obj)),
+        });
+        Arc::new(App {
+            registry,
+            openapi,
+            tokens: TokenAuthenticator::with_join_token(join_token),
+            authz: AuthorizerChain(vec![Box::new(MastersAuthorizer), Box::new(DiscoveryAuthorizer)]),
+            version: json!({
+                "major": KUBE_MAJOR,
+                "minor": KUBE_MINOR,
+                "gitVersion": KUBE_GIT_VERSION,
+                "gitCommit": env!("CARGO_PKG_VERSION"),
+                "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z",
+                "goVersion": "go1.24.0",
+                "compiler": "gc",
+                "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+            }),
+            advertise_address,
+        })
+    }
+
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        axum::Router::new()
+            .fallback(crate::handler::handle)
+            .with_state(self.clone())
+    }
+}
+
+fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut pki.serving_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.serving_key_pem.as_bytes())
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .ok_or_else(|| ServerError::Tls("no serving key".into()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pki.ca_cert_pem.as_bytes()) {
+        let c = c.map_err(|e| ServerError::Tls(e.to_string()))?;
+        roots.add(c).map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Binds the listener (so a port in use fails early with a clear error).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Serves HTTPS on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, app: Arc<App>, pki: &Pki) -> Result<(), ServerError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(pki)?));
+    let router = app.router();
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "tls handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec());
+            let peer_cert = PeerCertificate(cert);
+            let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer_cert.clone());
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+}

@@ -1,0 +1,139 @@
+//! WATCH: a stream of `{"type","object"}` events from a revision, filtered by selectors,
+//! with synthetic ADDED events for `resourceVersion` unset or 0, bookmarks, timeouts,
+//! and a 410 ERROR event when the revision has been compacted.
+
+use crate::error::ApiError;
+use crate::list::{parse_rv, Filter, ListParams};
+use crate::meta;
+use crate::registry::{decode, prefix, Registry};
+use crate::resources::ResourceInfo;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Event, StoreError};
+use tokio::sync::mpsc;
+
+pub struct WatchParams {
+    pub resource_version: Option<String>,
+    pub timeout: Duration,
+    pub bookmarks: bool,
+}
+
+/// Renders one event for the wire (JSON, or a Table row), given the event type and object.
+pub type Encoder = Arc<dyn Fn(&str, &Value) -> Bytes + Send + Sync>;
+
+fn expired(rv: i64, compacted: i64) -> Value {
+    ApiError::gone(format!("too old resource version: {rv} ({compacted})")).status()
+}
+
+/// Starts a watch; events are written to the returned channel until the timeout, an
+/// error, or the client going away (the receiver being dropped).
+pub async fn start(
+    reg: Arc<Registry>,
+    res: &'static ResourceInfo,
+    ns: Option<String>,
+    filter: Filter,
+    params: WatchParams,
+    encode: Encoder,
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let base = prefix(res, ns.as_deref());
+    let rv = params.resource_version.clone().unwrap_or_default();
+    let mut initial = Vec::new();
+    let from = if rv.is_empty() || rv == "0" {
+        let page = reg
+            .list(res, ns.as_deref(), &filter, &ListParams::default())
+            .await?;
+        initial = page.items;
+        page.revision
+    } else {
+        parse_rv(&rv)?
+    };
+    let watch = reg.store.watch(&base, from).await;
+    tokio::spawn(async move {
+        let mut last_rev = from;
+        let mut stream = match watch {
+            Ok(s) => s,
+            Err(StoreError::Compacted { compacted }) => {
+                let _ = tx.send(encode("ERROR", &expired(from, compacted))).await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(encode("ERROR", &ApiError::from(e).status())).await;
+                return;
+            }
+        };
+        for obj in initial {
+            if tx.send(encode("ADDED", &obj)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(params.timeout);
+        tokio::pin!(deadline);
+        let mut bookmark = tokio::time::interval(Duration::from_secs(60));
+        bookmark.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                _ = bookmark.tick(), if params.bookmarks => {
+                    let b = json!({"kind": res.kind, "apiVersion": res.api_version(),
+                        "metadata": {"resourceVersion": last_rev.to_string()}});
+                    if tx.send(encode("BOOKMARK", &b)).await.is_err() { return; }
+                }
+                batch = stream.recv() => {
+                    let batch = match batch {
+                        Some(Ok(b)) => b,
+                        Some(Err(StoreError::Compacted { compacted })) => {
+                            let _ = tx.send(encode("ERROR", &expired(last_rev, compacted))).await;
+                            return;
+                        }
+                        Some(Err(e)) => {
+                            let _ = tx.send(encode("ERROR", &ApiError::from(e).status())).await;
+                            return;
+                        }
+                        None => return,
+                    };
+                    for ev in batch {
+                        last_rev = ev.revision();
+                        let Some((ty, obj)) = translate(&ev, &filter) else { continue };
+                        if tx.send(encode(ty, &obj)).await.is_err() { return; }
+                    }
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Maps a store event to a watch event, honouring selectors: an object that starts
+/// matching is ADDED, one that stops matching is DELETED.
+fn translate(ev: &Event, filter: &Filter) -> Option<(&'static str, Value)> {
+    match ev {
+        Event::Create { kv } => {
+            let obj = decode(kv).ok()?;
+            filter.matches(&obj).then_some(("ADDED", obj))
+        }
+        Event::Update { kv, prev } => {
+            let obj = decode(kv).ok()?;
+            let now = filter.matches(&obj);
+            let before = match prev {
+                Some(p) if !filter.is_empty() => decode(p).map(|o| filter.matches(&o)).unwrap_or(false),
+                Some(_) => true,
+                None => now,
+            };
+            match (before, now) {
+                (true, true) => Some(("MODIFIED", obj)),
+                (false, true) => Some(("ADDED", obj)),
+                (true, false) => Some(("DELETED", obj)),
+                (false, false) => None,
+            }
+        }
+        Event::Delete { prev, revision } => {
+            let mut obj = decode(prev).ok()?;
+            meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
+            filter.matches(&obj).then_some(("DELETED", obj))
+        }
+    }
+}

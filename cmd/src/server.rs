@@ -1,0 +1,253 @@
+//! `minik8s server`: flags, config file, data directory layout, bootstrap objects, and
+//! starting the API server.
+
+use anyhow::{bail, Context};
+use apiserver::pki::{self, Pki};
+use clap::Args;
+use serde_json::json;
+use sha2::Digest;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Directory for state, certificates and the embedded store.
+    #[arg(long, default_value = "/var/lib/minik8s")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    pub https_listen_port: u16,
+    /// Address advertised to nodes and written into the serving certificate.
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// Extra subject alternative names for the serving certificate (repeatable).
+    #[arg(long = "tls-san", action = clap::ArgAction::Append)]
+    pub tls_san: Vec<String>,
+    /// Cluster join secret; generated and written to DATA/server/token when absent.
+    #[arg(long, env = "MINIK8S_TOKEN")]
+    pub token: Option<String>,
+    /// Empty: embedded store. `http://host:2379[,http://host2:2379]`: etcd.
+    #[arg(long, default_value = "")]
+    pub datastore_endpoint: String,
+    /// Where to write the admin kubeconfig (mode 0600). Default: DATA/kubeconfig.yaml.
+    #[arg(long)]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// Do not run the node agent in the server (the agent is not built yet).
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Pod network CIDR.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// Service network CIDR.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// YAML file with the same keys as the flags (e.g. `data-dir: /x`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log verbosity (repeat for more).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbosity: u8,
+}
+
+/// Turns `--config FILE` into flags placed before the command-line ones, so the command
+/// line wins. Keys are flag names; lists repeat the flag; `true` booleans become switches.
+pub fn expand_config_file(argv: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let pos = argv.iter().position(|a| a == "--config" || a.starts_with("--config="));
+    let Some(pos) = pos else { return Ok(argv) };
+    let path = match argv[pos].strip_prefix("--config=") {
+        Some(p) => p.to_string(),
+        None => argv.get(pos + 1).cloned().context("--config needs a file")?,
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading config file {path}"))?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing config file {path}"))?;
+    let mut extra = Vec::new();
+    if let serde_yaml::Value::Mapping(m) = doc {
+        for (k, v) in m {
+            let key = k.as_str().context("config keys must be strings")?.to_string();
+            if key == "config" {
+                continue;
+            }
+            let flag = format!("--{key}");
+            match v {
+                serde_yaml::Value::Bool(true) => extra.push(flag),
+                serde_yaml::Value::Bool(false) | serde_yaml::Value::Null => {}
+                serde_yaml::Value::Sequence(items) => {
+                    for i in items {
+                        extra.push(flag.clone());
+                        extra.push(scalar(&i)?);
+                    }
+                }
+                other => {
+                    extra.push(flag);
+                    extra.push(scalar(&other)?);
+                }
+            }
+        }
+    } else if !matches!(doc, serde_yaml::Value::Null) {
+        bail!("config file {path} must be a mapping of flag names to values");
+    }
+    // Insert after the subcommand name (argv[0] = program, argv[1] = subcommand).
+    let at = 2.min(argv.len());
+    let mut out = argv[..at].to_vec();
+    out.extend(extra);
+    out.extend_from_slice(&argv[at..]);
+    Ok(out)
+}
+
+fn scalar(v: &serde_yaml::Value) -> anyhow::Result<String> {
+    Ok(match v {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        other => bail!("unsupported config value {other:?}"),
+    })
+}
+
+fn first_service_ip(cidr: &str) -> anyhow::Result<IpAddr> {
+    let (ip, _) = cidr.split_once('/').context("service cidr must be ADDR/BITS")?;
+    let ip: std::net::Ipv4Addr = ip.parse().context("service cidr address")?;
+    Ok(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(ip) + 1)))
+}
+
+fn random_hex(n: usize) -> String {
+    (0..n).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let server_dir = args.data_dir.join("server");
+    std::fs::create_dir_all(&server_dir)
+        .with_context(|| format!("creating data dir {}", server_dir.display()))?;
+    let service_ip = first_service_ip(&args.service_cidr)?;
+
+    let mut sans: Vec<String> = vec![
+        "127.0.0.1".into(),
+        "localhost".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+        service_ip.to_string(),
+    ];
+    if let Some(a) = args.advertise_address {
+        sans.push(a.to_string());
+    }
+    if !args.bind_address.is_unspecified() {
+        sans.push(args.bind_address.to_string());
+    }
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        sans.push(h.trim().to_string());
+    }
+    sans.extend(args.tls_san.iter().cloned());
+    let pki = Pki::load_or_create(&server_dir.join("tls"), &sans).context("setting up certificates")?;
+
+    // Join token: k3s form K10<sha256(CA)>::server:<secret>.
+    let token_file = server_dir.join("token");
+    let secret = match &args.token {
+        Some(t) => apiserver::auth::join_token_secret(t).to_string(),
+        None => match std::fs::read_to_string(&token_file) {
+            Ok(t) => apiserver::auth::join_token_secret(t.trim()).to_string(),
+            Err(_) => random_hex(16),
+        },
+    };
+    let ca_hash: String = sha2::Sha256::digest(pki.ca_cert_pem.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let full_token = format!("K10{ca_hash}::server:{secret}");
+    pki::write_file(&token_file, &format!("{full_token}\n"), 0o600)?;
+
+    let backend = store::open(&args.datastore_endpoint, &server_dir.join("db"))
+        .await
+        .with_context(|| {
+            if args.datastore_endpoint.is_empty() {
+                "opening the embedded store".to_string()
+            } else {
+                format!("connecting to etcd at {}", args.datastore_endpoint)
+            }
+        })?;
+    let backend: Arc<dyn store::Backend> = store::cache::WatchCache::new(backend);
+
+    let advertise = args
+        .advertise_address
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| {
+            if args.bind_address.is_unspecified() {
+                "127.0.0.1".into()
+            } else {
+                args.bind_address.to_string()
+            }
+        });
+    let app = apiserver::server::App::new(
+        backend,
+        &secret,
+        format!("{advertise}:{}", args.https_listen_port),
+    );
+    bootstrap(&app).await.context("creating bootstrap namespaces")?;
+
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = apiserver::server::bind(addr).await?;
+    let kubeconfig = args
+        .write_kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("kubeconfig.yaml"));
+    let host = if args.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        args.bind_address.to_string()
+    };
+    let url = format!("https://{host}:{}", args.https_listen_port);
+    pki::write_file(&kubeconfig, &pki.admin_kubeconfig(&url), 0o600)?;
+    tracing::info!(
+        listen = %addr,
+        kubeconfig = %kubeconfig.display(),
+        store = if args.datastore_endpoint.is_empty() { "embedded" } else { "etcd" },
+        startup_ms = started.elapsed().as_millis() as u64,
+        "minik8s server ready"
+    );
+    eprintln!("kubeconfig written to {}", kubeconfig.display());
+
+    let serve = apiserver::server::serve(listener, app, &pki);
+    tokio::select! {
+        r = serve => r.context("api server stopped")?,
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Creates the namespaces every cluster has.
+async fn bootstrap(app: &apiserver::server::App) -> anyhow::Result<()> {
+    let res = apiserver::resources::find("", "v1", "namespaces").context("namespaces resource")?;
+    let opts = apiserver::registry::WriteOptions {
+        dry_run: false,
+        field_manager: "minik8s".into(),
+        field_validation: apiserver::registry::FieldValidation::Strict,
+        force: false,
+    };
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match app.registry.create(res, "", obj, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => bail!("creating namespace {ns}: {}", e.message),
+        }
+    }
+    Ok(())
+}

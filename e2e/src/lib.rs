@@ -1,0 +1,1 @@
+//! End-to-end tests: real kubectl against a real minik8s server.
