@@ -86,7 +86,10 @@ impl TokenAuthenticator {
 
 /// Extracts the secret from `K10<hash>::<user>:<secret>` or returns the token unchanged.
 pub fn join_token_secret(token: &str) -> &str {
-    match token.strip_prefix("K10").and_then(|rest| rest.split_once("::")) {
+    match token
+        .strip_prefix("K10")
+        .and_then(|rest| rest.split_once("::"))
+    {
         Some((_, creds)) => creds.split_once(':').map(|(_, s)| s).unwrap_or(creds),
         None => token,
     }
@@ -143,8 +146,17 @@ impl Authorizer for MastersAuthorizer {
 pub struct DiscoveryAuthorizer;
 
 const DISCOVERY_PATHS: &[&str] = &[
-    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/version",
-    "/version/", "/openapi", "/openapi/*",
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/version",
+    "/version/",
+    "/openapi",
+    "/openapi/*",
 ];
 
 impl Authorizer for DiscoveryAuthorizer {
@@ -257,7 +269,10 @@ mod tests {
 
     #[test]
     fn masters_allowed_others_denied() {
-        let chain = AuthorizerChain(vec![Box::new(MastersAuthorizer), Box::new(DiscoveryAuthorizer)]);
+        let chain = AuthorizerChain(vec![
+            Box::new(MastersAuthorizer),
+            Box::new(DiscoveryAuthorizer),
+        ]);
         let admin = UserInfo {
             name: "a".into(),
             uid: String::new(),

@@ -4,9 +4,26 @@
 use crate::resources::{self, ResourceInfo, Subresource};
 use serde_json::{json, Value};
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
-fn sub_entries(r: &ResourceInfo) -> Vec<(String, &'static str, &'static str, &'static str, Vec<&'static str>)> {
+fn sub_entries(
+    r: &ResourceInfo,
+) -> Vec<(
+    String,
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+)> {
     // (name, group, version, kind, verbs)
     let mut out = Vec::new();
     for s in r.subresources {
@@ -75,7 +92,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     } else {
         format!("{group}/{version}")
     };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}),
+    )
 }
 
 /// Legacy `/api`.
@@ -138,7 +157,10 @@ pub fn aggregated(core: bool, version: &str) -> Value {
         let mut vlist = Vec::new();
         for v in versions {
             let mut rs = Vec::new();
-            for r in resources::all().iter().filter(|r| r.group == g && r.version == v) {
+            for r in resources::all()
+                .iter()
+                .filter(|r| r.group == g && r.version == v)
+            {
                 let subs: Vec<Value> = sub_entries(r)
                     .into_iter()
                     .map(|(name, sg, sv, kind, verbs)| {
@@ -210,18 +232,33 @@ mod tests {
     #[test]
     fn core_list_has_pods_with_short_names_and_scale_group() {
         let l = resource_list("", "v1").unwrap();
-        let pods = l["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        let pods = l["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
         let apps = resource_list("apps", "v1").unwrap();
-        let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        let scale = apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
         assert_eq!(scale["group"], "autoscaling");
     }
 
     #[test]
     fn aggregated_apis_has_groups() {
         let a = aggregated(false, "v2");
-        let names: Vec<&str> = a["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = a["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"apps") && names.contains(&"batch"));
     }
 }

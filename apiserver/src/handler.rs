@@ -121,8 +121,10 @@ fn query_map(q: Option<&str>) -> HashMap<String, String> {
 fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
     let mut resp = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
     *resp.status_mut() = code;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     add_warnings(resp.headers_mut(), warnings);
     resp
 }
@@ -139,8 +141,10 @@ fn add_warnings(h: &mut HeaderMap, warnings: &[String]) {
 fn text_response(code: StatusCode, body: String) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = code;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -151,9 +155,16 @@ fn authenticate(app: &App, req: &Request) -> Result<UserInfo, ApiError> {
             return Ok(u);
         }
     }
-    if let Some(h) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(h) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(tok) = h.strip_prefix("Bearer ").map(str::trim) {
-            return app.tokens.authenticate(tok).ok_or_else(ApiError::unauthorized);
+            return app
+                .tokens
+                .authenticate(tok)
+                .ok_or_else(ApiError::unauthorized);
         }
         return Err(ApiError::unauthorized());
     }
@@ -164,7 +175,9 @@ const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 
 fn is_public(path: &str) -> bool {
     let p = path.trim_end_matches('/');
-    PUBLIC_PATHS.iter().any(|x| p == *x || p.starts_with(&format!("{x}/")))
+    PUBLIC_PATHS
+        .iter()
+        .any(|x| p == *x || p.starts_with(&format!("{x}/")))
 }
 
 fn verb_for(method: &Method, r: &ResourceRoute, q: &HashMap<String, String>) -> &'static str {
@@ -231,7 +244,9 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
     };
     if !user.is_anonymous() {
         if let Decision::Deny(reason) = app.authz.authorize(&user, &attrs) {
-            return Err(ApiError::forbidden(auth::forbidden_message(&user, &attrs, &reason)));
+            return Err(ApiError::forbidden(auth::forbidden_message(
+                &user, &attrs, &reason,
+            )));
         }
     }
     let accept = req
@@ -248,14 +263,22 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
                 Some(ver) => Some((crate::discovery::aggregated(true, ver), ver)),
                 None => None,
             };
-            discovery_response(&req, v, crate::discovery::api_versions(&app.advertise_address))
+            discovery_response(
+                &req,
+                v,
+                crate::discovery::api_versions(&app.advertise_address),
+            )
         }
         Route::Apis => {
             let v = crate::discovery::negotiate_aggregated(&accept)
                 .map(|ver| (crate::discovery::aggregated(false, ver), ver));
             discovery_response(&req, v, crate::discovery::api_group_list())
         }
-        Route::ApiV1 => discovery_response(&req, None, crate::discovery::resource_list("", "v1").unwrap_or_default()),
+        Route::ApiV1 => discovery_response(
+            &req,
+            None,
+            crate::discovery::resource_list("", "v1").unwrap_or_default(),
+        ),
         Route::ApisGroup(g) => match crate::discovery::api_group_doc(&g) {
             Some(d) => discovery_response(&req, None, d),
             None => Err(ApiError::path_not_found()),
@@ -272,7 +295,10 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
             Some((bytes, hash)) => {
                 let mut resp = Response::new(Body::from(bytes));
                 let h = resp.headers_mut();
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 if let Ok(v) = HeaderValue::from_str(&format!("\"{hash}\"")) {
                     h.insert(header::ETAG, v);
                 }
@@ -292,10 +318,13 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
 }
 
 async fn health(app: &App, which: &str, verbose: bool) -> ApiResult<Response> {
-    let store_ok = tokio::time::timeout(Duration::from_secs(2), app.registry.store.current_revision())
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
+    let store_ok = tokio::time::timeout(
+        Duration::from_secs(2),
+        app.registry.store.current_revision(),
+    )
+    .await
+    .map(|r| r.is_ok())
+    .unwrap_or(false);
     let mut checks = vec![("ping", true), ("log", true), ("etcd", store_ok)];
     if which.starts_with("readyz") {
         checks.push(("informer-sync", true));
@@ -313,7 +342,11 @@ async fn health(app: &App, which: &str, verbose: bool) -> ApiResult<Response> {
         };
     }
     let all_ok = checks.iter().all(|(_, ok)| *ok);
-    let code = if all_ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let code = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
     if verbose || !all_ok {
         let mut out = String::new();
         for (n, ok) in &checks {
@@ -334,7 +367,11 @@ async fn health(app: &App, which: &str, verbose: bool) -> ApiResult<Response> {
 }
 
 /// Serves a discovery-like document with an ETag (304 on a matching If-None-Match).
-fn discovery_response(req: &Request, aggregated: Option<(Value, &str)>, legacy: Value) -> ApiResult<Response> {
+fn discovery_response(
+    req: &Request,
+    aggregated: Option<(Value, &str)>,
+    legacy: Value,
+) -> ApiResult<Response> {
     let (body, ct) = match aggregated {
         Some((v, ver)) => (
             v,
@@ -346,7 +383,13 @@ fn discovery_response(req: &Request, aggregated: Option<(Value, &str)>, legacy: 
     let etag = {
         use sha2::Digest;
         let d = sha2::Sha256::digest(&bytes);
-        format!("\"{}\"", d.iter().take(16).map(|b| format!("{b:02X}")).collect::<String>())
+        format!(
+            "\"{}\"",
+            d.iter()
+                .take(16)
+                .map(|b| format!("{b:02X}"))
+                .collect::<String>()
+        )
     };
     if req
         .headers()
@@ -389,7 +432,11 @@ fn shape(accept: &str) -> Shape {
         if p.contains("as=PartialObjectMetadata") {
             return Shape::PartialMetadata;
         }
-        if p.starts_with("application/json") || p.starts_with("*/*") || p.starts_with("application/vnd.kubernetes.protobuf") || p.starts_with("application/yaml") {
+        if p.starts_with("application/json")
+            || p.starts_with("*/*")
+            || p.starts_with("application/vnd.kubernetes.protobuf")
+            || p.starts_with("application/yaml")
+        {
             return Shape::Object;
         }
     }
@@ -437,7 +484,13 @@ async fn read_body(req: Request) -> ApiResult<(HeaderMap, Bytes)> {
 fn content_type(h: &HeaderMap) -> String {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -464,7 +517,11 @@ pub fn decode_object(ct: &str, body: &[u8]) -> ApiResult<Value> {
     }
 }
 
-fn write_options(q: &HashMap<String, String>, user_agent: &str, default_manager_from_ua: bool) -> ApiResult<WriteOptions> {
+fn write_options(
+    q: &HashMap<String, String>,
+    user_agent: &str,
+    default_manager_from_ua: bool,
+) -> ApiResult<WriteOptions> {
     let field_validation = match q.get("fieldValidation").map(String::as_str) {
         None | Some("") | Some("Warn") => FieldValidation::Warn,
         Some("Strict") => FieldValidation::Strict,
@@ -486,7 +543,9 @@ fn write_options(q: &HashMap<String, String>, user_agent: &str, default_manager_
     };
     let mut field_manager = q.get("fieldManager").cloned().unwrap_or_default();
     if field_manager.len() > 128 {
-        return Err(ApiError::bad_request("fieldManager: Too long: must have at most 128 bytes"));
+        return Err(ApiError::bad_request(
+            "fieldManager: Too long: must have at most 128 bytes",
+        ));
     }
     if field_manager.is_empty() && default_manager_from_ua {
         // Upstream names the manager after the user agent's program name.
@@ -536,7 +595,15 @@ async fn resource(
     let render_one = |obj: Value| -> Value {
         let obj = with_type_meta(res, obj);
         match shape {
-            Shape::Table => crate::table::to_table(res.plural, res.group, &[obj], now, include_object(&q), "", None),
+            Shape::Table => crate::table::to_table(
+                res.plural,
+                res.group,
+                &[obj],
+                now,
+                include_object(&q),
+                "",
+                None,
+            ),
             Shape::PartialMetadata => partial(&obj),
             Shape::Object => obj,
         }
@@ -548,24 +615,46 @@ async fn resource(
         }
         ("get", Some(Subresource::Status), Some(name)) => {
             let obj = reg.get(res, &ns, &name).await?;
-            Ok(json_response(StatusCode::OK, &with_type_meta(res, obj), &[]))
+            Ok(json_response(
+                StatusCode::OK,
+                &with_type_meta(res, obj),
+                &[],
+            ))
         }
         ("get", Some(Subresource::Scale), Some(name)) => {
             let obj = reg.get(res, &ns, &name).await?;
-            Ok(json_response(StatusCode::OK, &crate::scale::to_scale(&obj), &[]))
+            Ok(json_response(
+                StatusCode::OK,
+                &crate::scale::to_scale(&obj),
+                &[],
+            ))
         }
         ("list", None, None) => {
-            let filter = Filter::parse(res, q.get("labelSelector").map(String::as_str), q.get("fieldSelector").map(String::as_str))?;
+            let filter = Filter::parse(
+                res,
+                q.get("labelSelector").map(String::as_str),
+                q.get("fieldSelector").map(String::as_str),
+            )?;
             let params = ListParams {
                 limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
                 continue_token: q.get("continue").cloned(),
                 resource_version: q.get("resourceVersion").cloned(),
                 resource_version_match: q.get("resourceVersionMatch").cloned(),
             };
-            let page = reg.list(res, r.namespace.as_deref(), &filter, &params).await?;
+            let page = reg
+                .list(res, r.namespace.as_deref(), &filter, &params)
+                .await?;
             let rv = page.revision.to_string();
             let body = match shape {
-                Shape::Table => crate::table::to_table(res.plural, res.group, &page.items, now, include_object(&q), &rv, page.continue_token.as_deref()),
+                Shape::Table => crate::table::to_table(
+                    res.plural,
+                    res.group,
+                    &page.items,
+                    now,
+                    include_object(&q),
+                    &rv,
+                    page.continue_token.as_deref(),
+                ),
                 Shape::PartialMetadata => {
                     let items: Vec<Value> = page.items.iter().map(partial).collect();
                     let mut m = json!({"resourceVersion": rv});
@@ -587,9 +676,17 @@ async fn resource(
         ("watch", None, name) => {
             let mut field = q.get("fieldSelector").cloned().unwrap_or_default();
             if let Some(n) = name {
-                field = if field.is_empty() { format!("metadata.name={n}") } else { format!("{field},metadata.name={n}") };
+                field = if field.is_empty() {
+                    format!("metadata.name={n}")
+                } else {
+                    format!("{field},metadata.name={n}")
+                };
             }
-            let filter = Filter::parse(res, q.get("labelSelector").map(String::as_str), Some(&field))?;
+            let filter = Filter::parse(
+                res,
+                q.get("labelSelector").map(String::as_str),
+                Some(&field),
+            )?;
             let timeout = q
                 .get("timeoutSeconds")
                 .and_then(|t| t.parse::<u64>().ok())
@@ -603,10 +700,22 @@ async fn resource(
             let first = std::sync::atomic::AtomicBool::new(true);
             let inc = include_object(&q);
             let encode: watch::Encoder = Arc::new(move |ty: &str, obj: &Value| {
-                let obj = if ty == "ERROR" { obj.clone() } else { with_type_meta(res, obj.clone()) };
+                let obj = if ty == "ERROR" {
+                    obj.clone()
+                } else {
+                    with_type_meta(res, obj.clone())
+                };
                 let obj = match shape {
                     Shape::Table if ty != "ERROR" && ty != "BOOKMARK" => {
-                        let mut t = crate::table::to_table(res.plural, res.group, &[obj], jiff::Timestamp::now(), inc, "", None);
+                        let mut t = crate::table::to_table(
+                            res.plural,
+                            res.group,
+                            &[obj],
+                            jiff::Timestamp::now(),
+                            inc,
+                            "",
+                            None,
+                        );
                         if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
                             t["columnDefinitions"] = json!([]);
                         }
@@ -615,15 +724,23 @@ async fn resource(
                     Shape::PartialMetadata if ty != "ERROR" => partial(&obj),
                     _ => obj,
                 };
-                let mut line = serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
+                let mut line =
+                    serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
                 line.push(b'\n');
                 Bytes::from(line)
             });
             let rx = watch::start(reg, res, r.namespace.clone(), filter, params, encode).await?;
-            let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::convert::Infallible>);
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+                .map(Ok::<Bytes, std::convert::Infallible>);
             let mut resp = Response::new(Body::from_stream(stream));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, private"),
+            );
             Ok(resp)
         }
         ("create", None, None) => {
@@ -631,22 +748,41 @@ async fn resource(
             let (h, body) = read_body(req).await?;
             let obj = decode_object(&content_type(&h), &body)?;
             let w = reg.create(res, &ns, obj, &opts).await?;
-            Ok(json_response(StatusCode::CREATED, &render_one(w.object), &w.warnings))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &render_one(w.object),
+                &w.warnings,
+            ))
         }
         ("update", sub @ (None | Some(Subresource::Status)), Some(name)) => {
             let opts = write_options(&q, &ua, true)?;
             let (h, body) = read_body(req).await?;
             let obj = decode_object(&content_type(&h), &body)?;
             let w = reg.replace(res, &ns, &name, sub, obj, &opts).await?;
-            let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+            let code = if w.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(json_response(code, &render_one(w.object), &w.warnings))
         }
         ("update" | "patch", Some(Subresource::Scale), Some(name)) => {
             let opts = write_options(&q, &ua, true)?;
-            let ptype = if verb == "patch" { Some(patch_type(req.headers())?) } else { None };
+            let ptype = if verb == "patch" {
+                Some(patch_type(req.headers())?)
+            } else {
+                None
+            };
             let (h, body) = read_body(req).await?;
             let doc = if verb == "patch" {
-                decode_object(if ptype == Some(PatchType::Apply) { "application/yaml" } else { "application/json" }, &body)?
+                decode_object(
+                    if ptype == Some(PatchType::Apply) {
+                        "application/yaml"
+                    } else {
+                        "application/json"
+                    },
+                    &body,
+                )?
             } else {
                 decode_object(&content_type(&h), &body)?
             };
@@ -660,16 +796,23 @@ async fn resource(
                 return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"));
             }
             if ptype != PatchType::Apply && q.contains_key("force") {
-                return Err(ApiError::bad_request("force: Forbidden: may not be specified for non-apply patch"));
+                return Err(ApiError::bad_request(
+                    "force: Forbidden: may not be specified for non-apply patch",
+                ));
             }
             opts.force = q.get("force").is_some_and(|v| v == "true");
             let (_, body) = read_body(req).await?;
             let doc = match ptype {
                 PatchType::Apply => decode_object("application/yaml", &body)?,
-                _ => serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
+                _ => serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
             };
             let w = reg.patch(res, &ns, &name, sub, ptype, doc, &opts).await?;
-            let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+            let code = if w.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(json_response(code, &render_one(w.object), &w.warnings))
         }
         ("delete", None, Some(name)) => {
@@ -680,7 +823,11 @@ async fn resource(
                 opts.merge_body(&v)?;
             }
             let (obj, gone) = reg.delete(res, &ns, &name, &opts).await?;
-            let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+            let code = if gone {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
             Ok(json_response(code, &with_type_meta(res, obj), &[]))
         }
         ("deletecollection", None, None) => {
@@ -690,11 +837,20 @@ async fn resource(
                 let v = decode_object(&content_type(&h), &body)?;
                 opts.merge_body(&v)?;
             }
-            let filter = Filter::parse(res, q.get("labelSelector").map(String::as_str), q.get("fieldSelector").map(String::as_str))?;
-            let page = reg.list(res, r.namespace.as_deref(), &filter, &ListParams::default()).await?;
+            let filter = Filter::parse(
+                res,
+                q.get("labelSelector").map(String::as_str),
+                q.get("fieldSelector").map(String::as_str),
+            )?;
+            let page = reg
+                .list(res, r.namespace.as_deref(), &filter, &ListParams::default())
+                .await?;
             let mut items = Vec::new();
             for obj in page.items {
-                let (n, o) = (meta::name(&obj).to_string(), meta::namespace(&obj).to_string());
+                let (n, o) = (
+                    meta::name(&obj).to_string(),
+                    meta::namespace(&obj).to_string(),
+                );
                 match reg.delete(res, &o, &n, &opts).await {
                     Ok((d, _)) => items.push(d),
                     Err(e) if e.code == 404 => {}
@@ -723,15 +879,18 @@ fn patch_type(h: &HeaderMap) -> ApiResult<PatchType> {
 }
 
 fn delete_options(q: &HashMap<String, String>) -> ApiResult<DeleteOptions> {
-    let mut o = DeleteOptions {
-        grace_period: match q.get("gracePeriodSeconds") {
-            Some(g) => Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g}")))?),
-            None => None,
-        },
-        propagation: q.get("propagationPolicy").cloned(),
-        dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
-        ..Default::default()
-    };
+    let mut o =
+        DeleteOptions {
+            grace_period: match q.get("gracePeriodSeconds") {
+                Some(g) => Some(g.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid gracePeriodSeconds: {g}"))
+                })?),
+                None => None,
+            },
+            propagation: q.get("propagationPolicy").cloned(),
+            dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
+            ..Default::default()
+        };
     if q.get("orphanDependents").is_some_and(|v| v == "true") && o.propagation.is_none() {
         o.propagation = Some("Orphan".into());
     }
@@ -749,13 +908,35 @@ mod tests {
     fn routes() {
         assert_eq!(route("/version"), Route::Version);
         assert_eq!(route("/apis/apps"), Route::ApisGroup("apps".into()));
-        let Route::Resource(r) = route("/api/v1/namespaces/default/pods/x/status") else { panic!() };
-        assert_eq!((r.res.plural, r.namespace.as_deref(), r.name.as_deref(), r.subresource.as_deref()), ("pods", Some("default"), Some("x"), Some("status")));
-        let Route::Resource(r) = route("/api/v1/namespaces/kube-system") else { panic!() };
-        assert_eq!((r.res.plural, r.name.as_deref()), ("namespaces", Some("kube-system")));
-        let Route::Resource(r) = route("/api/v1/namespaces/x/status") else { panic!() };
-        assert_eq!((r.res.plural, r.name.as_deref(), r.subresource.as_deref()), ("namespaces", Some("x"), Some("status")));
-        let Route::Resource(r) = route("/apis/apps/v1/deployments") else { panic!() };
+        let Route::Resource(r) = route("/api/v1/namespaces/default/pods/x/status") else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                r.res.plural,
+                r.namespace.as_deref(),
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            ("pods", Some("default"), Some("x"), Some("status"))
+        );
+        let Route::Resource(r) = route("/api/v1/namespaces/kube-system") else {
+            panic!()
+        };
+        assert_eq!(
+            (r.res.plural, r.name.as_deref()),
+            ("namespaces", Some("kube-system"))
+        );
+        let Route::Resource(r) = route("/api/v1/namespaces/x/status") else {
+            panic!()
+        };
+        assert_eq!(
+            (r.res.plural, r.name.as_deref(), r.subresource.as_deref()),
+            ("namespaces", Some("x"), Some("status"))
+        );
+        let Route::Resource(r) = route("/apis/apps/v1/deployments") else {
+            panic!()
+        };
         assert!(r.namespace.is_none());
         assert_eq!(route("/api/v1/namespaces/default/nodes"), Route::NotFound);
         assert_eq!(route("/api/v1/namespaces/default/pods/.."), Route::NotFound);

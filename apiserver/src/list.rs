@@ -18,17 +18,29 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn parse(res: &ResourceInfo, label: Option<&str>, field: Option<&str>) -> ApiResult<Filter> {
-        let label = match label.filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(parse_label_selector(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?),
-            None => None,
-        };
+    pub fn parse(
+        res: &ResourceInfo,
+        label: Option<&str>,
+        field: Option<&str>,
+    ) -> ApiResult<Filter> {
+        let label =
+            match label.filter(|s| !s.trim().is_empty()) {
+                Some(s) => Some(parse_label_selector(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
         let field = match field.filter(|s| !s.trim().is_empty()) {
             Some(s) => {
-                let f = parse_field_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                let allowed = crate::strategy::for_resource(res.group, res.plural).field_selectors();
+                let f =
+                    parse_field_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let allowed =
+                    crate::strategy::for_resource(res.group, res.plural).field_selectors();
                 for name in f.fields() {
-                    if name != "metadata.name" && name != "metadata.namespace" && !allowed.contains(&name) {
+                    if name != "metadata.name"
+                        && name != "metadata.namespace"
+                        && !allowed.contains(&name)
+                    {
                         return Err(ApiError::bad_request(format!(
                             "field label not supported: {name}"
                         )));
@@ -93,7 +105,9 @@ fn encode_continue(rev: i64, start: &str) -> String {
 }
 
 fn decode_continue(tok: &str) -> ApiResult<(i64, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(tok)
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(tok))
@@ -108,9 +122,8 @@ fn decode_continue(tok: &str) -> ApiResult<(i64, String)> {
 }
 
 pub fn parse_rv(s: &str) -> ApiResult<i64> {
-    s.parse::<i64>().map_err(|_| {
-        ApiError::bad_request(format!("invalid resource version: {s}")) 
-    })
+    s.parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
 }
 
 impl Registry {
@@ -129,7 +142,10 @@ impl Registry {
             revision = rv;
             start = format!("{base}{s}");
         } else {
-            match (params.resource_version.as_deref(), params.resource_version_match.as_deref()) {
+            match (
+                params.resource_version.as_deref(),
+                params.resource_version_match.as_deref(),
+            ) {
                 (None | Some(""), Some(m)) if !m.is_empty() => {
                     return Err(ApiError::bad_request(
                         "resourceVersionMatch is forbidden unless resourceVersion is provided",
@@ -138,7 +154,9 @@ impl Registry {
                 (Some(rv), Some("Exact")) => {
                     let rv = parse_rv(rv)?;
                     if rv == 0 {
-                        return Err(ApiError::bad_request("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\""));
+                        return Err(ApiError::bad_request(
+                            "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"",
+                        ));
                     }
                     revision = rv;
                 }

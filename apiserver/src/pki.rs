@@ -26,10 +26,7 @@ pub enum PkiError {
         source: std::io::Error,
     },
     #[error("loading ca from {path}: {source}")]
-    LoadCa {
-        path: PathBuf,
-        source: rcgen::Error,
-    },
+    LoadCa { path: PathBuf, source: rcgen::Error },
 }
 
 /// PEM material the server needs at run time.
@@ -107,16 +104,19 @@ impl Pki {
             path: ca_key.clone(),
             source,
         })?;
-        let issuer =
-            Issuer::from_ca_cert_pem(&ca_cert_pem, ca_keypair).map_err(|source| PkiError::LoadCa {
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_keypair).map_err(|source| {
+            PkiError::LoadCa {
                 path: ca_crt.clone(),
                 source,
-            })?;
+            }
+        })?;
 
         // Serving certificate: reissued on every start so SAN changes take effect.
         let key = KeyPair::generate().map_err(gen("serving"))?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen("serving"))?;
-        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         for s in sans {
             let san = match s.parse::<IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
@@ -135,8 +135,16 @@ impl Pki {
         let cert = params.signed_by(&key, &issuer).map_err(gen("serving"))?;
         let serving_cert_pem = cert.pem();
         let serving_key_pem = key.serialize_pem();
-        write(&dir.join("serving-kube-apiserver.crt"), &serving_cert_pem, 0o644)?;
-        write(&dir.join("serving-kube-apiserver.key"), &serving_key_pem, 0o600)?;
+        write(
+            &dir.join("serving-kube-apiserver.crt"),
+            &serving_cert_pem,
+            0o644,
+        )?;
+        write(
+            &dir.join("serving-kube-apiserver.key"),
+            &serving_key_pem,
+            0o600,
+        )?;
 
         let admin_crt = dir.join("client-admin.crt");
         let admin_key = dir.join("client-admin.key");
@@ -156,19 +164,22 @@ impl Pki {
     }
 
     /// Issues a client certificate (CN = user, O = groups) signed by the cluster CA.
-    pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
+    pub fn issue_client_cert(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<(String, String), PkiError> {
         let ca_key = self.dir.join("server-ca.key");
         let key_pem = read(&ca_key)?;
         let kp = KeyPair::from_pem(&key_pem).map_err(|source| PkiError::LoadCa {
             path: ca_key.clone(),
             source,
         })?;
-        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, kp).map_err(|source| {
-            PkiError::LoadCa {
+        let issuer =
+            Issuer::from_ca_cert_pem(&self.ca_cert_pem, kp).map_err(|source| PkiError::LoadCa {
                 path: ca_key,
                 source,
-            }
-        })?;
+            })?;
         issue_client(&issuer, user, groups)
     }
 

@@ -40,12 +40,20 @@ pub enum PatchType {
 
 /// A storage key for an object.
 pub fn key(res: &ResourceInfo, ns: &str, name: &str) -> String {
-    format!("{}{}", prefix(res, Some(ns).filter(|_| res.namespaced)), name)
+    format!(
+        "{}{}",
+        prefix(res, Some(ns).filter(|_| res.namespaced)),
+        name
+    )
 }
 
 /// The storage prefix of a resource, optionally within one namespace (ends with '/').
 pub fn prefix(res: &ResourceInfo, ns: Option<&str>) -> String {
-    let group = if res.group.is_empty() { "core" } else { res.group };
+    let group = if res.group.is_empty() {
+        "core"
+    } else {
+        res.group
+    };
     match ns {
         Some(ns) if res.namespaced && !ns.is_empty() => {
             format!("/registry/{group}/{}/{ns}/", res.plural)
@@ -115,8 +123,10 @@ impl Registry {
         if validation != FieldValidation::Ignore {
             let unknown = (self.unknown_fields)(&res.schema_name, &obj);
             if !unknown.is_empty() {
-                let msgs: Vec<String> =
-                    unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                let msgs: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
                 if validation == FieldValidation::Strict {
                     return Err(ApiError::bad_request(format!(
                         "strict decoding error: {}",
@@ -127,10 +137,7 @@ impl Registry {
             }
         }
         let typed = (res.roundtrip)(&obj).map_err(|e| {
-            ApiError::bad_request(format!(
-                "{} in body cannot be decoded: {e}",
-                res.kind
-            ))
+            ApiError::bad_request(format!("{} in body cannot be decoded: {e}", res.kind))
         })?;
         Ok((typed, warnings))
     }
@@ -225,7 +232,14 @@ impl Registry {
         Ok(())
     }
 
-    fn track(&self, res: &ResourceInfo, old: Option<&Value>, new: &mut Value, manager: &str, sub: Option<&str>) {
+    fn track(
+        &self,
+        res: &ResourceInfo,
+        old: Option<&Value>,
+        new: &mut Value,
+        manager: &str,
+        sub: Option<&str>,
+    ) {
         if let Some(root) = self.schema.root(&res.schema_name) {
             crate::managedfields::track_update(
                 old,
@@ -262,8 +276,16 @@ impl Registry {
         let s = Self::strategy(res);
         {
             let m = meta::meta_mut(obj);
-            if m.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
-                if let Some(g) = m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+            if m.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                if let Some(g) = m
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .filter(|g| !g.is_empty())
+                {
                     let mut base = g.to_string();
                     base.truncate(58);
                     let name = format!("{base}{}", generate_suffix());
@@ -272,7 +294,12 @@ impl Registry {
             }
             m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             m.insert("creationTimestamp".into(), json!(meta::now()));
-            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            for k in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
                 m.remove(k);
             }
         }
@@ -301,12 +328,20 @@ impl Registry {
             if self.store.get(&k, 0).await?.0.is_some() {
                 return Err(ApiError::already_exists(&res.qualified_name(), &name));
             }
-            return Ok(Written { object: obj, created: true, warnings });
+            return Ok(Written {
+                object: obj,
+                created: true,
+                warnings,
+            });
         }
         match self.store.create(&k, encode(&obj)).await {
             Ok(rev) => {
                 meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
-                Ok(Written { object: obj, created: true, warnings })
+                Ok(Written {
+                    object: obj,
+                    created: true,
+                    warnings,
+                })
             }
             Err(StoreError::AlreadyExists) => {
                 Err(ApiError::already_exists(&res.qualified_name(), &name))
@@ -346,7 +381,10 @@ impl Registry {
                         }
                     }
                 }
-                if let Some(mf) = meta::meta(new).and_then(|m| m.get("managedFields")).cloned() {
+                if let Some(mf) = meta::meta(new)
+                    .and_then(|m| m.get("managedFields"))
+                    .cloned()
+                {
                     meta::meta_mut(&mut merged).insert("managedFields".into(), mf);
                 }
                 *new = merged;
@@ -367,7 +405,15 @@ impl Registry {
         // Server-owned metadata always comes from the stored object.
         let om = meta::meta(old).cloned().unwrap_or_default();
         let nm = meta::meta_mut(new);
-        for k in ["uid", "creationTimestamp", "name", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "name",
+            "namespace",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generateName",
+        ] {
             match om.get(k) {
                 Some(v) => {
                     nm.insert(k.into(), v.clone());
@@ -445,13 +491,23 @@ impl Registry {
             meta::meta_mut(&mut new).insert("resourceVersion".into(), json!(old_rv));
             Self::validate(res, &new, Some(&old))?;
             if new == old {
-                return Ok(Written { object: old, created: false, warnings });
+                return Ok(Written {
+                    object: old,
+                    created: false,
+                    warnings,
+                });
             }
             if opts.dry_run {
-                return Ok(Written { object: new, created: false, warnings });
+                return Ok(Written {
+                    object: new,
+                    created: false,
+                    warnings,
+                });
             }
             // Removing the last finalizer of an object being deleted completes the delete.
-            if meta::meta_str(&new, "deletionTimestamp").is_some() && meta::finalizers(&new).is_empty() {
+            if meta::meta_str(&new, "deletionTimestamp").is_some()
+                && meta::finalizers(&new).is_empty()
+            {
                 let grace = meta::meta(&new)
                     .and_then(|m| m.get("deletionGracePeriodSeconds"))
                     .and_then(Value::as_i64)
@@ -462,7 +518,11 @@ impl Registry {
                         Ok((rev, _)) => {
                             meta::meta_mut(&mut new)
                                 .insert("resourceVersion".into(), json!(rev.to_string()));
-                            return Ok(Written { object: new, created: false, warnings });
+                            return Ok(Written {
+                                object: new,
+                                created: false,
+                                warnings,
+                            });
                         }
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(StoreError::NotFound) => {
@@ -475,8 +535,13 @@ impl Registry {
             let rev_expected = kv.as_ref().map(|k| k.mod_revision).unwrap_or(0);
             match self.store.update(&k, encode(&new), rev_expected).await {
                 Ok(rev) => {
-                    meta::meta_mut(&mut new).insert("resourceVersion".into(), json!(rev.to_string()));
-                    return Ok(Written { object: new, created: false, warnings });
+                    meta::meta_mut(&mut new)
+                        .insert("resourceVersion".into(), json!(rev.to_string()));
+                    return Ok(Written {
+                        object: new,
+                        created: false,
+                        warnings,
+                    });
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound) => {
@@ -662,7 +727,8 @@ impl Registry {
                     }
                     match self.store.update(&k, encode(&obj), kv.mod_revision).await {
                         Ok(rev) => {
-                            meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+                            meta::meta_mut(&mut obj)
+                                .insert("resourceVersion".into(), json!(rev.to_string()));
                             return Ok((obj, false));
                         }
                         Err(StoreError::Conflict { .. }) => continue,
@@ -697,7 +763,8 @@ impl Registry {
                     }
                     match self.store.update(&k, encode(&obj), kv.mod_revision).await {
                         Ok(rev) => {
-                            meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+                            meta::meta_mut(&mut obj)
+                                .insert("resourceVersion".into(), json!(rev.to_string()));
                             return Ok((obj, false));
                         }
                         Err(StoreError::Conflict { .. }) => continue,
@@ -710,7 +777,8 @@ impl Registry {
             }
             match self.store.delete(&k, kv.mod_revision).await {
                 Ok((rev, _)) => {
-                    meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+                    meta::meta_mut(&mut obj)
+                        .insert("resourceVersion".into(), json!(rev.to_string()));
                     return Ok((obj, true));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -720,7 +788,11 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::conflict(&res.qualified_name(), name, "too many concurrent updates"))
+        Err(ApiError::conflict(
+            &res.qualified_name(),
+            name,
+            "too many concurrent updates",
+        ))
     }
 }
 
@@ -743,13 +815,17 @@ impl DeleteOptions {
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             self.propagation = Some(p.to_string());
         }
-        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) && self.propagation.is_none() {
+        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+            && self.propagation.is_none()
+        {
             self.propagation = Some("Orphan".into());
         }
         if let Some(pre) = body.get("preconditions") {
             self.precondition_uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
-            self.precondition_rv =
-                pre.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+            self.precondition_rv = pre
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
         }
         if let Some(dr) = body.get("dryRun").and_then(Value::as_array) {
             self.dry_run |= dr.iter().any(|v| v == "All");

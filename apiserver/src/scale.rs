@@ -11,7 +11,13 @@ use serde_json::{json, Value};
 pub fn to_scale(obj: &Value) -> Value {
     let m = meta::meta(obj).cloned().unwrap_or_default();
     let mut md = serde_json::Map::new();
-    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = m.get(k) {
             md.insert(k.into(), v.clone());
         }
@@ -77,7 +83,11 @@ pub async fn update(
                     "Scale",
                     "autoscaling",
                     name,
-                    vec![Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")],
+                    vec![Cause::invalid(
+                        "spec.replicas",
+                        &json!(replicas),
+                        "must be greater than or equal to 0",
+                    )],
                 ));
             }
             let mut new = old.clone();

@@ -2,7 +2,9 @@
 //! cluster CA), HTTP/2 and HTTP/1.1 (with upgrades, for connections that offer no ALPN),
 //! and the shared application state behind every request.
 
-use crate::auth::{AuthorizerChain, DiscoveryAuthorizer, MastersAuthorizer, PeerCertificate, TokenAuthenticator};
+use crate::auth::{
+    AuthorizerChain, DiscoveryAuthorizer, MastersAuthorizer, PeerCertificate, TokenAuthenticator,
+};
 use crate::openapi::OpenApi;
 use crate::pki::Pki;
 use crate::registry::Registry;
@@ -49,13 +51,18 @@ impl App {
         let registry = Arc::new(Registry {
             store,
             schema: openapi.clone(),
-            unknown_fields: Arc::new(move |schema: &str, obj: &Value| oa.unknown_fields(schema, obj)),
+            unknown_fields: Arc::new(move |schema: &str, obj: &Value| {
+                oa.unknown_fields(schema, obj)
+            }),
         });
         Arc::new(App {
             registry,
             openapi,
             tokens: TokenAuthenticator::with_join_token(join_token),
-            authz: AuthorizerChain(vec![Box::new(MastersAuthorizer), Box::new(DiscoveryAuthorizer)]),
+            authz: AuthorizerChain(vec![
+                Box::new(MastersAuthorizer),
+                Box::new(DiscoveryAuthorizer),
+            ]),
             version: json!({
                 "major": KUBE_MAJOR,
                 "minor": KUBE_MINOR,
@@ -84,18 +91,22 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServerError> {
         rustls_pemfile::certs(&mut pki.serving_cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .map_err(|e| ServerError::Tls(e.to_string()))?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.serving_key_pem.as_bytes())
-        .map_err(|e| ServerError::Tls(e.to_string()))?
-        .ok_or_else(|| ServerError::Tls("no serving key".into()))?;
+    let key: PrivateKeyDer<'static> =
+        rustls_pemfile::private_key(&mut pki.serving_key_pem.as_bytes())
+            .map_err(|e| ServerError::Tls(e.to_string()))?
+            .ok_or_else(|| ServerError::Tls("no serving key".into()))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut pki.ca_cert_pem.as_bytes()) {
         let c = c.map_err(|e| ServerError::Tls(e.to_string()))?;
         roots.add(c).map_err(|e| ServerError::Tls(e.to_string()))?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| ServerError::Tls(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ServerError::Tls(e.to_string()))?
@@ -130,14 +141,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, pki: &Pki) -> Result<()
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "tls handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "tls handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let cert = tls
                 .get_ref()
                 .1
@@ -145,10 +157,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, pki: &Pki) -> Result<()
                 .and_then(|c| c.first())
                 .map(|c| c.as_ref().to_vec());
             let peer_cert = PeerCertificate(cert);
-            let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(peer_cert.clone());
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let svc =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer_cert.clone());
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)

@@ -101,8 +101,16 @@ fn default_container(c: &mut Value) {
     let Some(m) = c.as_object_mut() else { return };
     set_default(m, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(m, "terminationMessagePolicy", json!("File"));
-    let image = m.get("image").and_then(Value::as_str).unwrap_or("").to_string();
-    set_default(m, "imagePullPolicy", json!(default_image_pull_policy(&image)));
+    let image = m
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    set_default(
+        m,
+        "imagePullPolicy",
+        json!(default_image_pull_policy(&image)),
+    );
     set_default(m, "resources", json!({}));
     if let Some(ports) = m.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports {
@@ -113,7 +121,10 @@ fn default_container(c: &mut Value) {
     }
     if let Some(env) = m.get_mut("env").and_then(Value::as_array_mut) {
         for e in env {
-            if let Some(fr) = e.pointer_mut("/valueFrom/fieldRef").and_then(Value::as_object_mut) {
+            if let Some(fr) = e
+                .pointer_mut("/valueFrom/fieldRef")
+                .and_then(Value::as_object_mut)
+            {
                 set_default(fr, "apiVersion", json!("v1"));
             }
         }
@@ -134,7 +145,9 @@ fn default_container(c: &mut Value) {
 
 /// Upstream's pod-spec defaults.
 pub fn default_pod_spec(spec: &mut Value) {
-    let Some(m) = spec.as_object_mut() else { return };
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
     set_default(m, "restartPolicy", json!("Always"));
     set_default(m, "terminationGracePeriodSeconds", json!(30));
     set_default(m, "dnsPolicy", json!("ClusterFirst"));
@@ -172,7 +185,9 @@ pub fn qos_class(spec: &Value) -> &'static str {
         let req = c.pointer("/resources/requests").and_then(Value::as_object);
         let lim = c.pointer("/resources/limits").and_then(Value::as_object);
         let nonzero = |m: Option<&Map<String, Value>>, k: &str| {
-            m.and_then(|m| m.get(k)).and_then(Value::as_str).is_some_and(|q| q != "0")
+            m.and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .is_some_and(|q| q != "0")
         };
         for r in ["cpu", "memory"] {
             if nonzero(req, r) || nonzero(lim, r) {
@@ -201,7 +216,9 @@ fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
         _ => causes.push(Cause::required(format!("{path}.containers"))),
     }
     for list in ["initContainers", "containers"] {
-        let Some(cs) = spec.get(list).and_then(Value::as_array) else { continue };
+        let Some(cs) = spec.get(list).and_then(Value::as_array) else {
+            continue;
+        };
         for (i, c) in cs.iter().enumerate() {
             let p = format!("{path}.{list}[{i}]");
             let name = c.get("name").and_then(Value::as_str).unwrap_or("");
@@ -216,12 +233,20 @@ fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
                 }
                 names.push(name);
             }
-            if c.get("image").and_then(Value::as_str).unwrap_or("").trim().is_empty() {
+            if c.get("image")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim()
+                .is_empty()
+            {
                 causes.push(Cause::required(format!("{p}.image")));
             }
             if let Some(ports) = c.get("ports").and_then(Value::as_array) {
                 for (j, port) in ports.iter().enumerate() {
-                    let n = port.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+                    let n = port
+                        .get("containerPort")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
                     if !(1..=65535).contains(&n) {
                         causes.push(Cause::invalid(
                             format!("{p}.ports[{j}].containerPort"),
@@ -234,7 +259,11 @@ fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             if let Some(pol) = c.get("imagePullPolicy").and_then(Value::as_str) {
                 let ok = ["Always", "IfNotPresent", "Never"];
                 if !ok.contains(&pol) {
-                    causes.push(Cause::not_supported(format!("{p}.imagePullPolicy"), &json!(pol), &ok));
+                    causes.push(Cause::not_supported(
+                        format!("{p}.imagePullPolicy"),
+                        &json!(pol),
+                        &ok,
+                    ));
                 }
             }
         }
@@ -246,13 +275,21 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
     if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str) {
         let ok = ["Always", "OnFailure", "Never"];
         if !ok.contains(&rp) {
-            causes.push(Cause::not_supported(format!("{path}.restartPolicy"), &json!(rp), &ok));
+            causes.push(Cause::not_supported(
+                format!("{path}.restartPolicy"),
+                &json!(rp),
+                &ok,
+            ));
         }
     }
     if let Some(dp) = spec.get("dnsPolicy").and_then(Value::as_str) {
         let ok = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
         if !ok.contains(&dp) {
-            causes.push(Cause::not_supported(format!("{path}.dnsPolicy"), &json!(dp), &ok));
+            causes.push(Cause::not_supported(
+                format!("{path}.dnsPolicy"),
+                &json!(dp),
+                &ok,
+            ));
         }
     }
     if let Some(vols) = spec.get("volumes").and_then(Value::as_array) {
@@ -262,7 +299,10 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             if n.is_empty() {
                 causes.push(Cause::required(format!("{path}.volumes[{i}].name")));
             } else if seen.contains(&n) {
-                causes.push(Cause::duplicate(format!("{path}.volumes[{i}].name"), &json!(n)));
+                causes.push(Cause::duplicate(
+                    format!("{path}.volumes[{i}].name"),
+                    &json!(n),
+                ));
             }
             seen.push(n);
         }
@@ -298,7 +338,12 @@ impl Strategy for Pod {
                 }
             }
             if let Some(m) = s.as_object_mut() {
-                for k in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"] {
+                for k in [
+                    "activeDeadlineSeconds",
+                    "tolerations",
+                    "terminationGracePeriodSeconds",
+                    "nodeName",
+                ] {
                     m.remove(k);
                 }
             }
@@ -325,13 +370,22 @@ impl Strategy for Pod {
     }
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> i64 {
         // Unscheduled or finished pods go at once; others wait for the kubelet.
-        let scheduled = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        let scheduled = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        let phase = obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !scheduled || phase == "Succeeded" || phase == "Failed" {
             return 0;
         }
         requested
-            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
             .unwrap_or(30)
             .max(0)
     }
@@ -405,11 +459,7 @@ impl Strategy for Workload {
         }
         match kind {
             Workload::Deployment => {
-                set_default(
-                    spec,
-                    "strategy",
-                    json!({"type": "RollingUpdate"}),
-                );
+                set_default(spec, "strategy", json!({"type": "RollingUpdate"}));
                 if let Some(s) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
                     if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
                         let ru = s.entry("rollingUpdate").or_insert(json!({}));
@@ -458,8 +508,14 @@ impl Strategy for Workload {
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
         match obj.pointer("/spec/selector") {
             Some(sel) if sel.is_object() => {
-                let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(Map::is_empty)
-                    && sel.get("matchExpressions").and_then(Value::as_array).is_none_or(Vec::is_empty);
+                let empty = sel
+                    .get("matchLabels")
+                    .and_then(Value::as_object)
+                    .is_none_or(Map::is_empty)
+                    && sel
+                        .get("matchExpressions")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty);
                 if empty {
                     causes.push(Cause::invalid(
                         "spec.selector",
@@ -521,7 +577,10 @@ impl Strategy for Job {
         let uid = crate::meta::meta_str(obj, "uid").unwrap_or("").to_string();
         let name = crate::meta::name(obj).to_string();
         let spec = obj_mut(obj, "spec");
-        let (p, c) = (spec.get("parallelism").cloned(), spec.get("completions").cloned());
+        let (p, c) = (
+            spec.get("parallelism").cloned(),
+            spec.get("completions").cloned(),
+        );
         if p.is_none() && c.is_none() {
             spec.insert("parallelism".into(), json!(1));
             spec.insert("completions".into(), json!(1));
@@ -533,7 +592,10 @@ impl Strategy for Job {
         set_default(spec, "suspend", json!(false));
         set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
         // Generated selector (manualSelector unset), as the job strategy does on create.
-        let manual = spec.get("manualSelector").and_then(Value::as_bool).unwrap_or(false);
+        let manual = spec
+            .get("manualSelector")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         if !manual && !uid.is_empty() && spec.get("selector").is_none() {
             spec.insert(
                 "selector".into(),
@@ -564,7 +626,10 @@ impl Strategy for Job {
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
         let tspec = obj.pointer("/spec/template/spec").unwrap_or(&Value::Null);
         validate_pod_spec(tspec, "spec.template.spec", causes);
-        let rp = tspec.get("restartPolicy").and_then(Value::as_str).unwrap_or("");
+        let rp = tspec
+            .get("restartPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if rp != "OnFailure" && rp != "Never" {
             causes.push(Cause::not_supported(
                 "spec.template.spec.restartPolicy",
@@ -603,10 +668,17 @@ impl Strategy for CronJob {
         obj["status"] = json!({});
     }
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
-        if obj.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or("").is_empty() {
+        if obj
+            .pointer("/spec/schedule")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
             causes.push(Cause::required("spec.schedule"));
         }
-        let tspec = obj.pointer("/spec/jobTemplate/spec/template/spec").unwrap_or(&Value::Null);
+        let tspec = obj
+            .pointer("/spec/jobTemplate/spec/template/spec")
+            .unwrap_or(&Value::Null);
         validate_pod_spec(tspec, "spec.jobTemplate.spec.template.spec", causes);
     }
     fn name_rule(&self) -> NameRule {
@@ -650,7 +722,11 @@ impl Strategy for Service {
         let spec = obj_mut(obj, "spec");
         set_default(spec, "type", json!("ClusterIP"));
         set_default(spec, "sessionAffinity", json!("None"));
-        let ty = spec.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        let ty = spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if ty != "ExternalName" {
             set_default(spec, "internalTrafficPolicy", json!("Cluster"));
         }
@@ -672,7 +748,10 @@ impl Strategy for Service {
         }
     }
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
-        let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+        let ty = obj
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP");
         let ok = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
         if !ok.contains(&ty) {
             causes.push(Cause::not_supported("spec.type", &json!(ty), &ok));
@@ -683,7 +762,11 @@ impl Strategy for Service {
             causes.push(Cause::required("spec.ports"));
         }
         if ty == "ExternalName"
-            && obj.pointer("/spec/externalName").and_then(Value::as_str).unwrap_or("").is_empty()
+            && obj
+                .pointer("/spec/externalName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
         {
             causes.push(Cause::required("spec.externalName"));
         }
@@ -699,10 +782,17 @@ impl Strategy for Service {
             let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
             let ok = ["TCP", "UDP", "SCTP"];
             if !ok.contains(&proto) {
-                causes.push(Cause::not_supported(format!("spec.ports[{i}].protocol"), &json!(proto), &ok));
+                causes.push(Cause::not_supported(
+                    format!("spec.ports[{i}].protocol"),
+                    &json!(proto),
+                    &ok,
+                ));
             }
             if ports.is_some_and(|a| a.len() > 1)
-                && p.get("name").and_then(Value::as_str).unwrap_or("").is_empty()
+                && p.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
             {
                 causes.push(Cause::required(format!("spec.ports[{i}].name")));
             }
@@ -722,7 +812,8 @@ fn validate_data_keys(obj: &Value, fields: &[&str], causes: &mut Vec<Cause>) {
             for k in m.keys() {
                 let ok = !k.is_empty()
                     && k.len() <= 253
-                    && k.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
                 if !ok {
                     causes.push(Cause::invalid(
                         format!("{f}"),
@@ -757,7 +848,10 @@ impl Strategy for Secret {
                 if let Some(d) = data.as_object_mut() {
                     for (k, v) in sd {
                         let s = v.as_str().unwrap_or("").as_bytes().to_vec();
-                        d.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                        d.insert(
+                            k,
+                            json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                        );
                     }
                 }
             }
@@ -857,13 +951,22 @@ mod tests {
     fn pull_policy_defaults() {
         assert_eq!(default_image_pull_policy("busybox"), "Always");
         assert_eq!(default_image_pull_policy("busybox:latest"), "Always");
-        assert_eq!(default_image_pull_policy("localhost:5000/busybox"), "Always");
-        assert_eq!(default_image_pull_policy("localhost/busybox:1.36"), "IfNotPresent");
+        assert_eq!(
+            default_image_pull_policy("localhost:5000/busybox"),
+            "Always"
+        );
+        assert_eq!(
+            default_image_pull_policy("localhost/busybox:1.36"),
+            "IfNotPresent"
+        );
     }
 
     #[test]
     fn qos() {
-        assert_eq!(qos_class(&json!({"containers":[{"name":"a"}]})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"containers":[{"name":"a"}]})),
+            "BestEffort"
+        );
         assert_eq!(
             qos_class(&json!({"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]})),
             "Guaranteed"

@@ -130,7 +130,12 @@ fn label_value_problems(v: &str) -> Vec<String> {
 }
 
 /// Validates `metadata`: name (with the kind's rule), namespace presence, labels, annotations.
-pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule, causes: &mut Vec<Cause>) {
+pub fn validate_object_meta(
+    obj: &Value,
+    namespaced: bool,
+    rule: NameRule,
+    causes: &mut Vec<Cause>,
+) {
     let name = crate::meta::name(obj);
     let generate = crate::meta::meta_str(obj, "generateName").unwrap_or("");
     if name.is_empty() {
@@ -151,9 +156,15 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule, cause
         causes.push(Cause::required("metadata.namespace"));
     }
     if !namespaced && !ns.is_empty() {
-        causes.push(Cause::forbidden("metadata.namespace", "not allowed on this type"));
+        causes.push(Cause::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
     }
-    if let Some(labels) = crate::meta::meta(obj).and_then(|m| m.get("labels")).and_then(Value::as_object) {
+    if let Some(labels) = crate::meta::meta(obj)
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+    {
         for (k, v) in labels {
             for p in qualified_name_problems(k) {
                 causes.push(Cause::invalid("metadata.labels", &json!(k), &p));
@@ -164,7 +175,10 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule, cause
             }
         }
     }
-    if let Some(ann) = crate::meta::meta(obj).and_then(|m| m.get("annotations")).and_then(Value::as_object) {
+    if let Some(ann) = crate::meta::meta(obj)
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+    {
         let mut total = 0usize;
         for (k, v) in ann {
             for p in qualified_name_problems(&k.to_ascii_lowercase()) {

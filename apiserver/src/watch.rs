@@ -119,7 +119,9 @@ fn translate(ev: &Event, filter: &Filter) -> Option<(&'static str, Value)> {
             let obj = decode(kv).ok()?;
             let now = filter.matches(&obj);
             let before = match prev {
-                Some(p) if !filter.is_empty() => decode(p).map(|o| filter.matches(&o)).unwrap_or(false),
+                Some(p) if !filter.is_empty() => {
+                    decode(p).map(|o| filter.matches(&o)).unwrap_or(false)
+                }
                 Some(_) => true,
                 None => now,
             };

@@ -6,7 +6,12 @@ mod server;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "minik8s", version, about = "A small Kubernetes in one binary", args_override_self = true)]
+#[command(
+    name = "minik8s",
+    version,
+    about = "A small Kubernetes in one binary",
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

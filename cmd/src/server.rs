@@ -56,19 +56,28 @@ pub struct ServerArgs {
 /// Turns `--config FILE` into flags placed before the command-line ones, so the command
 /// line wins. Keys are flag names; lists repeat the flag; `true` booleans become switches.
 pub fn expand_config_file(argv: Vec<String>) -> anyhow::Result<Vec<String>> {
-    let pos = argv.iter().position(|a| a == "--config" || a.starts_with("--config="));
+    let pos = argv
+        .iter()
+        .position(|a| a == "--config" || a.starts_with("--config="));
     let Some(pos) = pos else { return Ok(argv) };
     let path = match argv[pos].strip_prefix("--config=") {
         Some(p) => p.to_string(),
-        None => argv.get(pos + 1).cloned().context("--config needs a file")?,
+        None => argv
+            .get(pos + 1)
+            .cloned()
+            .context("--config needs a file")?,
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading config file {path}"))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading config file {path}"))?;
     let doc: serde_yaml::Value =
         serde_yaml::from_str(&text).with_context(|| format!("parsing config file {path}"))?;
     let mut extra = Vec::new();
     if let serde_yaml::Value::Mapping(m) = doc {
         for (k, v) in m {
-            let key = k.as_str().context("config keys must be strings")?.to_string();
+            let key = k
+                .as_str()
+                .context("config keys must be strings")?
+                .to_string();
             if key == "config" {
                 continue;
             }
@@ -109,13 +118,17 @@ fn scalar(v: &serde_yaml::Value) -> anyhow::Result<String> {
 }
 
 fn first_service_ip(cidr: &str) -> anyhow::Result<IpAddr> {
-    let (ip, _) = cidr.split_once('/').context("service cidr must be ADDR/BITS")?;
+    let (ip, _) = cidr
+        .split_once('/')
+        .context("service cidr must be ADDR/BITS")?;
     let ip: std::net::Ipv4Addr = ip.parse().context("service cidr address")?;
     Ok(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(ip) + 1)))
 }
 
 fn random_hex(n: usize) -> String {
-    (0..n).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..n)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -144,7 +157,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         sans.push(h.trim().to_string());
     }
     sans.extend(args.tls_san.iter().cloned());
-    let pki = Pki::load_or_create(&server_dir.join("tls"), &sans).context("setting up certificates")?;
+    let pki =
+        Pki::load_or_create(&server_dir.join("tls"), &sans).context("setting up certificates")?;
 
     // Join token: k3s form K10<sha256(CA)>::server:<secret>.
     let token_file = server_dir.join("token");
@@ -188,7 +202,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &secret,
         format!("{advertise}:{}", args.https_listen_port),
     );
-    bootstrap(&app).await.context("creating bootstrap namespaces")?;
+    bootstrap(&app)
+        .await
+        .context("creating bootstrap namespaces")?;
 
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = apiserver::server::bind(addr).await?;

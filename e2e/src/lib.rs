@@ -1,1 +1,872 @@
 //! End-to-end tests: real kubectl against a real minik8s server.
+//!
+//! The harness starts real processes and cleans them up by pid on drop (also when a test
+//! panics):
+//!
+//! * [`Etcd`]: an etcd 3.4 on free loopback ports with a temporary data directory.
+//! * [`Server`]: the `minik8s server` binary (`MINIK8S_BIN`, default
+//!   `<workspace>/target/release/minik8s`) on a free port with a temporary data directory,
+//!   over the embedded store or an etcd; it can be `kill -9`ed and restarted on the same
+//!   data directory.
+//! * [`Kubectl`]: runs the real `kubectl` with `KUBECONFIG` set and a fresh `HOME` (so a
+//!   fresh discovery/HTTP cache) per instance.
+//! * [`ApiClient`]: a tiny blocking HTTPS client authenticating with the admin client
+//!   certificate from a kubeconfig, for bursts of raw requests where spawning kubectl is
+//!   too slow.
+//!
+//! Tests call [`prerequisites`] first: when not root or when `kubectl` is missing they
+//! print a `SKIP:` line and return, unless the environment variable `CI` is set, in which
+//! case they fail. Children get `PR_SET_PDEATHSIG=SIGKILL`, so they also die if the test
+//! thread that started them dies without running destructors.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a process may take to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upper bound for one kubectl invocation.
+pub const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// The minik8s binary under test. Panics with instructions when it is not built.
+pub fn minik8s_bin() -> PathBuf {
+    let p = std::env::var_os("MINIK8S_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/release/minik8s"));
+    if !p.is_file() {
+        panic!(
+            "minik8s binary not found at {}: run `cargo build --release -p minik8s` first \
+             (or point MINIK8S_BIN at a built binary)",
+            p.display()
+        );
+    }
+    p
+}
+
+fn on_path(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+}
+
+fn skip_or_fail(reason: &str) -> bool {
+    if std::env::var_os("CI").is_some() {
+        panic!("e2e prerequisite missing (CI is set, so this is a failure): {reason}");
+    }
+    eprintln!("SKIP: {reason} (set CI=1 to make this a failure)");
+    false
+}
+
+/// Whether the end-to-end tests can run here: root and `kubectl` on PATH. Prints a
+/// `SKIP:` line and returns false when not, or panics when `CI` is set. Also checks that
+/// the binary under test is built (always a failure).
+pub fn prerequisites() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip_or_fail("e2e tests need root");
+    }
+    if on_path("kubectl").is_none() {
+        return skip_or_fail("kubectl is not on PATH");
+    }
+    minik8s_bin();
+    true
+}
+
+/// Like [`prerequisites`], plus an `etcd` binary (env `ETCD_BIN`, `/usr/bin/etcd` or PATH).
+pub fn etcd_prerequisites() -> bool {
+    prerequisites() && (etcd_bin().is_some() || skip_or_fail("etcd is not installed"))
+}
+
+fn etcd_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ETCD_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let p = PathBuf::from("/usr/bin/etcd");
+    if p.is_file() {
+        return Some(p);
+    }
+    on_path("etcd")
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral loopback port")
+}
+
+/// Spawns `cmd` so that it dies with the spawning thread, logging to `log` (appended).
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    cmd.stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f);
+    set_pdeathsig(cmd);
+    cmd.spawn().with_context(|| format!("spawning {cmd:?}"))
+}
+
+fn set_pdeathsig(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe; it runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill(); // SIGKILL by pid
+        let _ = c.wait();
+    }
+}
+
+/// The last `n` lines of a log file, for error messages.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// One plain-HTTP GET over loopback (for etcd's /health). Returns the whole response.
+fn http_get_plain(port: u16, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// An etcd on loopback with a temporary data directory; killed on drop.
+pub struct Etcd {
+    dir: tempfile::TempDir,
+    client_port: u16,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until `/health` says healthy.
+    pub fn start() -> Result<Etcd> {
+        let bin = etcd_bin().context("no etcd binary")?;
+        let mut last_err = anyhow!("etcd did not start");
+        for _attempt in 0..3 {
+            let dir = tempfile::Builder::new().prefix("e2e-etcd-").tempdir()?;
+            let (cp, pp) = (free_port(), free_port());
+            let client = format!("http://127.0.0.1:{cp}");
+            let peer = format!("http://127.0.0.1:{pp}");
+            let mut cmd = Command::new(&bin);
+            cmd.arg("--name=e2e")
+                .arg(format!("--data-dir={}", dir.path().join("data").display()))
+                .arg(format!("--listen-client-urls={client}"))
+                .arg(format!("--advertise-client-urls={client}"))
+                .arg(format!("--listen-peer-urls={peer}"))
+                .arg(format!("--initial-advertise-peer-urls={peer}"))
+                .arg(format!("--initial-cluster=e2e={peer}"))
+                .arg("--log-level=warn");
+            let log = dir.path().join("etcd.log");
+            let child = spawn_logged(&mut cmd, &log)?;
+            let mut etcd = Etcd {
+                dir,
+                client_port: cp,
+                child: Some(child),
+            };
+            match etcd.wait_healthy() {
+                Ok(()) => return Ok(etcd),
+                Err(e) => last_err = e.context(log_tail(&log, 20)),
+            }
+        }
+        Err(last_err)
+    }
+
+    fn wait_healthy(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("etcd exited early: {st}");
+            }
+            if let Ok(r) = http_get_plain(self.client_port, "/health") {
+                if r.contains("\"health\":\"true\"") {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("etcd not healthy after {READY_TIMEOUT:?}")
+    }
+
+    /// `http://127.0.0.1:PORT`, for `--datastore-endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// etcd's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+/// How to run a [`Server`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerOpts {
+    /// `--datastore-endpoint`; `None` for the embedded store.
+    pub datastore_endpoint: Option<String>,
+    /// Extra command-line arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl ServerOpts {
+    pub fn embedded() -> Self {
+        ServerOpts::default()
+    }
+    pub fn etcd(etcd: &Etcd) -> Self {
+        ServerOpts {
+            datastore_endpoint: Some(etcd.endpoint()),
+            ..Default::default()
+        }
+    }
+}
+
+/// A running `minik8s server` with its own data directory; killed on drop.
+pub struct Server {
+    dir: tempfile::TempDir,
+    port: u16,
+    opts: ServerOpts,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts the server and waits for `/readyz` to answer `ok`.
+    pub fn start(opts: ServerOpts) -> Result<Server> {
+        let dir = tempfile::Builder::new().prefix("e2e-minik8s-").tempdir()?;
+        let mut server = Server {
+            dir,
+            port: 0,
+            opts,
+            child: None,
+        };
+        let mut last = anyhow!("server did not start");
+        for _attempt in 0..3 {
+            server.port = free_port();
+            match server.spawn_and_wait() {
+                Ok(()) => return Ok(server),
+                Err(e) => {
+                    kill_child(&mut server.child);
+                    // Only a lost race for the port is worth another try.
+                    let in_use = format!("{e:#}").contains("Address already in use");
+                    last = e;
+                    if !in_use {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<()> {
+        let mut cmd = Command::new(minik8s_bin());
+        cmd.arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--bind-address", "127.0.0.1"])
+            .arg("--https-listen-port")
+            .arg(self.port.to_string());
+        if let Some(ep) = &self.opts.datastore_endpoint {
+            cmd.arg("--datastore-endpoint").arg(ep);
+        }
+        cmd.args(&self.opts.extra_args);
+        cmd.env("RUST_BACKTRACE", "0");
+        let log = self.log_path();
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| writeln!(f, "==== e2e: starting server on port {}", self.port));
+        self.child = Some(spawn_logged(&mut cmd, &log)?);
+        self.wait_ready()
+            .with_context(|| format!("server log tail:\n{}", log_tail(&log, 30)))
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("minik8s server exited early: {st}");
+            }
+            if self.kubeconfig().is_file() {
+                match ApiClient::from_kubeconfig(&self.kubeconfig())
+                    .and_then(|c| c.request("GET", "/readyz", None, None))
+                {
+                    Ok(r) if r.status == 200 && r.body_str() == "ok" => return Ok(()),
+                    Ok(r) => last = format!("{} {}", r.status, r.body_str()),
+                    Err(e) => last = format!("{e:#}"),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("server not ready after {READY_TIMEOUT:?}: {last}")
+    }
+
+    /// The admin kubeconfig the server wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir().join("kubeconfig.yaml")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGKILL, no shutdown of any kind.
+    pub fn kill9(&mut self) {
+        kill_child(&mut self.child);
+    }
+
+    /// Kills the server if running and starts it again on the same data dir and port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9();
+        self.spawn_and_wait()
+    }
+
+    /// A kubectl bound to this server with a fresh HOME.
+    pub fn kubectl(&self) -> Kubectl {
+        Kubectl::new(&self.kubeconfig())
+    }
+
+    /// A raw HTTPS client with the admin certificate.
+    pub fn client(&self) -> ApiClient {
+        ApiClient::from_kubeconfig(&self.kubeconfig()).expect("reading the admin kubeconfig")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+        if std::thread::panicking() {
+            eprintln!(
+                "---- minik8s server log tail ({}):\n{}",
+                self.log_path().display(),
+                log_tail(&self.log_path(), 40)
+            );
+        }
+    }
+}
+
+/// What one kubectl run produced.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code; -1 when killed by a signal (e.g. the timeout).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the real kubectl against one server, with its own HOME and working directory.
+pub struct Kubectl {
+    kubeconfig: PathBuf,
+    home: tempfile::TempDir,
+    editor: Option<PathBuf>,
+    envs: Vec<(String, String)>,
+}
+
+impl Kubectl {
+    pub fn new(kubeconfig: &Path) -> Kubectl {
+        Kubectl {
+            kubeconfig: kubeconfig.to_path_buf(),
+            home: tempfile::Builder::new()
+                .prefix("e2e-kubectl-")
+                .tempdir()
+                .expect("creating kubectl HOME"),
+            editor: None,
+            envs: Vec::new(),
+        }
+    }
+
+    /// The per-instance HOME, also the working directory (relative `-f` paths).
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// Writes `content` to HOME/`name` and returns its path.
+    pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.home.path().join(name);
+        std::fs::write(&p, content).expect("writing test file");
+        p
+    }
+
+    /// Writes an executable editor script and uses it as `EDITOR`/`KUBE_EDITOR`. The
+    /// script gets the file to edit as `$1`.
+    pub fn set_editor_script(&mut self, script: &str) -> PathBuf {
+        let p = self.write_file("editor.sh", &format!("#!/bin/sh\nset -e\n{script}\n"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self.editor = Some(p.clone());
+        p
+    }
+
+    /// Uses `cmd` (e.g. `true`) as the editor.
+    pub fn set_editor(&mut self, cmd: &str) {
+        self.editor = Some(PathBuf::from(cmd));
+    }
+
+    /// An extra environment variable for every run.
+    pub fn env(&mut self, k: &str, v: &str) {
+        self.envs.push((k.into(), v.into()));
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args)
+            .current_dir(self.home.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.home.path())
+            .env_remove("KUBECTL_EXTERNAL_DIFF")
+            .env_remove("KUBE_EDITOR")
+            .env_remove("EDITOR");
+        if let Some(e) = &self.editor {
+            cmd.env("KUBE_EDITOR", e).env("EDITOR", e);
+        }
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        set_pdeathsig(&mut cmd);
+        cmd
+    }
+
+    /// Runs kubectl and returns its exit code and output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, None)
+    }
+
+    /// Runs kubectl with `stdin` piped in.
+    pub fn with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.run_with(args, Some(stdin))
+    }
+
+    fn run_with(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = self.command(args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawning kubectl");
+        if let Some(input) = stdin {
+            let mut si = child.stdin.take().unwrap();
+            let input = input.to_string();
+            std::thread::spawn(move || {
+                let _ = si.write_all(input.as_bytes());
+            });
+        }
+        let out = wait_with_timeout(child, KUBECTL_TIMEOUT);
+        if out.code == -1 {
+            panic!("kubectl {args:?} timed out or was killed: {out:?}");
+        }
+        out
+    }
+
+    /// Asserts exit code 0 and returns stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.code,
+            0,
+            "kubectl {} failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// Asserts a non-zero exit code and returns stderr.
+    #[track_caller]
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_ne!(
+            out.code,
+            0,
+            "kubectl {} unexpectedly succeeded:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            out.stdout,
+            out.stderr
+        );
+        out.stderr
+    }
+
+    /// Starts kubectl in the background, stdout and stderr going to files under HOME.
+    pub fn spawn(&self, args: &[&str], name: &str) -> Background {
+        let stdout = self.home.path().join(format!("{name}.stdout"));
+        let stderr = self.home.path().join(format!("{name}.stderr"));
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        Background {
+            child: Some(cmd.spawn().expect("spawning kubectl")),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A kubectl running in the background (e.g. a watch); killed on drop.
+pub struct Background {
+    child: Option<Child>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Background {
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+    /// Polls stdout until `pred` holds; returns whether it did within `timeout`.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.stdout()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    /// Waits for the process to exit by itself within `timeout` (else kills it); returns
+    /// its exit code (-1 if killed).
+    pub fn finish(&mut self, timeout: Duration) -> i32 {
+        let Some(mut c) = self.child.take() else {
+            return -1;
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return -1;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    pub fn kill(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t1 = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = so.read_to_end(&mut s);
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = se.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st.code().unwrap_or(-1),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+        }
+    };
+    Output {
+        code,
+        stdout: String::from_utf8_lossy(&t1.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&t2.join().unwrap_or_default()).into_owned(),
+    }
+}
+
+/// A response from [`ApiClient`].
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "status {} body is not JSON: {}",
+                self.status,
+                self.body_str()
+            )
+        })
+    }
+}
+
+/// A minimal blocking HTTPS/1.1 client (one connection per request) using the
+/// kubeconfig's CA and client certificate.
+#[derive(Clone)]
+pub struct ApiClient {
+    host: String,
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl ApiClient {
+    pub fn from_kubeconfig(path: &Path) -> Result<ApiClient> {
+        use base64::Engine;
+        let text = std::fs::read_to_string(path)?;
+        let kc: serde_json::Value = serde_yaml::from_str(&text)?;
+        let field = |sect: &str, inner: &str, key: &str| -> Result<String> {
+            kc[sect][0][inner][key]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("kubeconfig has no {sect}[0].{inner}.{key}"))
+        };
+        let b64 = |s: String| -> Result<Vec<u8>> {
+            Ok(base64::engine::general_purpose::STANDARD.decode(s.trim())?)
+        };
+        let server = field("clusters", "cluster", "server")?;
+        let ca = b64(field("clusters", "cluster", "certificate-authority-data")?)?;
+        let cert = b64(field("users", "user", "client-certificate-data")?)?;
+        let key = b64(field("users", "user", "client-key-data")?)?;
+        let hostport = server
+            .strip_prefix("https://")
+            .context("server URL is not https")?
+            .trim_end_matches('/');
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .context("server URL has no port")?;
+
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut ca.as_slice()) {
+            roots.add(c?)?;
+        }
+        let certs = rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut key.as_slice())?.context("no client key")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ApiClient {
+            host: host.to_string(),
+            port: port.parse()?,
+            config: Arc::new(config),
+        })
+    }
+
+    /// One request; `body` is sent with `content_type` (default `application/json`).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Response> {
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())?;
+        let conn = rustls::ClientConnection::new(self.config.clone(), name)?;
+        let sock = TcpStream::connect((self.host.as_str(), self.port))?;
+        sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nAccept: application/json\r\nUser-Agent: minik8s-e2e\r\nConnection: close\r\n",
+            self.host, self.port
+        );
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: {}\r\nContent-Length: {}\r\n",
+                content_type.unwrap_or("application/json"),
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        if let Some(b) = body {
+            bytes.extend_from_slice(b);
+        }
+        tls.write_all(&bytes)?;
+        tls.flush()?;
+        let mut raw = Vec::new();
+        match tls.read_to_end(&mut raw) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+            Err(e) => return Err(e.into()),
+        }
+        parse_response(&raw)
+    }
+
+    pub fn get(&self, path: &str) -> Result<Response> {
+        self.request("GET", path, None, None)
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Response> {
+        self.request("POST", path, None, Some(&serde_json::to_vec(body)?))
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Result<Response> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("incomplete HTTP response")?;
+    let head = std::str::from_utf8(&raw[..end])?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .context("no status line")?
+        .parse()?;
+    let mut chunked = false;
+    let mut len = None;
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            } else if k == "content-length" {
+                len = v.parse::<usize>().ok();
+            }
+        }
+    }
+    let rest = &raw[end + 4..];
+    let body = if chunked {
+        let mut out = Vec::new();
+        let mut p = rest;
+        loop {
+            let nl = p
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .context("bad chunk")?;
+            let size_str = std::str::from_utf8(&p[..nl])?;
+            let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16)?;
+            p = &p[nl + 2..];
+            if size == 0 {
+                break;
+            }
+            if p.len() < size {
+                bail!("truncated chunk");
+            }
+            out.extend_from_slice(&p[..size]);
+            p = &p[(size + 2).min(p.len())..];
+        }
+        out
+    } else if let Some(n) = len {
+        if rest.len() < n {
+            bail!("truncated body: {} of {n} bytes", rest.len());
+        }
+        rest[..n].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response { status, body })
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_chunked_and_length_bodies() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+        assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+        let r = parse_response(
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body_str().as_str()), (201, "abcde"));
+    }
+}

@@ -1,0 +1,1226 @@
+//! `cargo run --release -p e2e --bin bench -- [--quick] [--only 1,3]`
+//!
+//! Control-plane benchmarks (see BENCHMARKS.md). Starts its own `minik8s server`
+//! processes and an etcd (temp dirs, free ports on 127.0.0.1), measures, prints a markdown
+//! table and exits. Every child is killed by pid when the run ends, also on error.
+//!
+//! Environment: `MINIK8S_BIN` (default: target/release/minik8s, built first with cargo),
+//! `ETCD_BIN` (default: /usr/bin/etcd).
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// Configuration
+
+struct Cfg {
+    quick: bool,
+    only: Option<Vec<u32>>,
+    minik8s: PathBuf,
+    etcd: PathBuf,
+    creates: usize,
+    pods: usize,
+    watchers: usize,
+    watch_writes: usize,
+}
+
+impl Cfg {
+    fn wants(&self, n: u32) -> bool {
+        self.only.as_ref().map_or(true, |o| o.contains(&n))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes: killed by pid on drop (normal exit, `?` errors, panics, Ctrl-C).
+
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(st) = self.child.try_wait()? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            bail!("{} exited early ({st}); log tail:\n{tail}", self.name);
+        }
+        Ok(())
+    }
+
+    /// SIGTERM (by pid), then SIGKILL after 5 s.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Drop kills.
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(name: &str, bin: &Path, args: &[String], log: &Path) -> Result<Proc> {
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("spawning {}", bin.display()))?;
+    Ok(Proc {
+        name: name.to_string(),
+        child,
+        log: log.to_path_buf(),
+    })
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn rss_kib(pid: u32) -> Result<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        let line = s
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| anyhow!("no {name}"))?;
+        Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS + HTTP/2 client
+
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Anonymous client that does not check the server certificate (for `/readyz` before the
+/// kubeconfig exists).
+fn insecure_tls() -> Result<Arc<rustls::ClientConfig>> {
+    let p = provider();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(p.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify(p)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Admin client from the server's kubeconfig (CA + client certificate).
+fn admin_tls(kubeconfig: &Path) -> Result<Arc<rustls::ClientConfig>> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let get = |path: &[&str]| -> Result<Vec<u8>> {
+        let mut v = &doc;
+        for p in path {
+            v = match p.parse::<usize>() {
+                Ok(i) => &v[i],
+                Err(_) => &v[*p],
+            };
+        }
+        let s = v
+            .as_str()
+            .ok_or_else(|| anyhow!("kubeconfig: no {}", path.join(".")))?;
+        Ok(base64::engine::general_purpose::STANDARD.decode(s.trim())?)
+    };
+    let ca = get(&["clusters", "0", "cluster", "certificate-authority-data"])?;
+    let cert = get(&["users", "0", "user", "client-certificate-data"])?;
+    let key = get(&["users", "0", "user", "client-key-data"])?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(c?)?;
+    }
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<_, _>>()?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.as_slice())?
+        .ok_or_else(|| anyhow!("no client key"))?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// One HTTP/2 connection; clones multiplex streams over it.
+#[derive(Clone)]
+struct H2 {
+    send: SendRequest<Full<Bytes>>,
+    base: String,
+}
+
+impl H2 {
+    async fn connect(port: u16, tls: Arc<rustls::ClientConfig>) -> Result<H2> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from("127.0.0.1")?.to_owned();
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await?;
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(16 << 20)
+            .handshake(TokioIo::new(stream))
+            .await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(H2 {
+            send,
+            base: format!("https://127.0.0.1:{port}"),
+        })
+    }
+
+    async fn start(
+        &self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(Full::new(body))?;
+        let mut s = self.send.clone();
+        s.ready().await?;
+        Ok(s.send_request(req).await?)
+    }
+
+    async fn req(&self, method: &str, path: &str, body: Bytes) -> Result<(u16, Bytes)> {
+        let resp = self.start(method, path, body).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let (st, b) = self.req("GET", path, Bytes::new()).await?;
+        if st != 200 {
+            bail!("GET {path}: {st}: {}", String::from_utf8_lossy(&b));
+        }
+        Ok(b)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers
+
+struct Server {
+    proc: Proc,
+    port: u16,
+    kubeconfig: PathBuf,
+}
+
+fn server_args(data: &Path, port: u16, etcd: Option<&str>) -> Vec<String> {
+    let mut a = vec![
+        "server".to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--bind-address".into(),
+        "127.0.0.1".into(),
+        "--https-listen-port".into(),
+        port.to_string(),
+        "--disable-agent".into(),
+    ];
+    if let Some(e) = etcd {
+        a.push("--datastore-endpoint".into());
+        a.push(e.to_string());
+    }
+    a
+}
+
+/// Polls `/readyz` (new connection per attempt, every ~5 ms) until 200; returns the time
+/// since `t0`.
+async fn wait_ready(proc: &mut Proc, port: u16, t0: Instant, limit: Duration) -> Result<Duration> {
+    let tls = insecure_tls()?;
+    loop {
+        if t0.elapsed() > limit {
+            bail!("{} not ready after {limit:?}", proc.name);
+        }
+        proc.check_alive()?;
+        let attempt = async {
+            let c = H2::connect(port, tls.clone()).await?;
+            let (st, _) = c.req("GET", "/readyz", Bytes::new()).await?;
+            Ok::<_, anyhow::Error>(st)
+        };
+        if let Ok(Ok(200)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            return Ok(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn start_server(
+    cfg: &Cfg,
+    name: &str,
+    data: &Path,
+    etcd: Option<&str>,
+) -> Result<(Server, Duration)> {
+    std::fs::create_dir_all(data)?;
+    let port = free_port()?;
+    let log = data.with_extension(format!("{port}.log"));
+    let t0 = Instant::now();
+    let mut proc = spawn(name, &cfg.minik8s, &server_args(data, port, etcd), &log)?;
+    let took = wait_ready(&mut proc, port, t0, Duration::from_secs(30)).await?;
+    let kubeconfig = data.join("kubeconfig.yaml");
+    Ok((
+        Server {
+            proc,
+            port,
+            kubeconfig,
+        },
+        took,
+    ))
+}
+
+impl Server {
+    async fn client(&self) -> Result<H2> {
+        H2::connect(self.port, admin_tls(&self.kubeconfig)?).await
+    }
+}
+
+async fn start_etcd(cfg: &Cfg, dir: &Path) -> Result<(Proc, String)> {
+    std::fs::create_dir_all(dir)?;
+    let cport = free_port()?;
+    let pport = free_port()?;
+    let client = format!("http://127.0.0.1:{cport}");
+    let peer = format!("http://127.0.0.1:{pport}");
+    let args: Vec<String> = [
+        "--name",
+        "bench",
+        "--data-dir",
+        &dir.join("data").display().to_string(),
+        "--listen-client-urls",
+        &client,
+        "--advertise-client-urls",
+        &client,
+        "--listen-peer-urls",
+        &peer,
+        "--initial-advertise-peer-urls",
+        &peer,
+        "--initial-cluster",
+        &format!("bench={peer}"),
+        "--log-level",
+        "warn",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut proc = spawn("etcd", &cfg.etcd, &args, &dir.join("etcd.log"))?;
+    let t0 = Instant::now();
+    loop {
+        proc.check_alive()?;
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("etcd not ready after 30 s");
+        }
+        let ok = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut c = etcd_client::Client::connect([client.clone()], None).await?;
+            c.get("health-probe", None).await?;
+            Ok::<_, anyhow::Error>(())
+        })
+        .await;
+        if let Ok(Ok(())) = ok {
+            return Ok((proc, client));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Payloads and statistics
+
+/// A ConfigMap whose JSON body is exactly 1,024 bytes.
+fn configmap_1k(name: &str) -> Bytes {
+    let mk = |pad: usize| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "labels": {"app": "bench"}},
+               "data": {"payload": "x".repeat(pad)}})
+        .to_string()
+    };
+    let base = mk(0).len();
+    let s = mk(1024usize.saturating_sub(base));
+    Bytes::from(s)
+}
+
+/// A small but realistic pod (~1.5 KiB of JSON as sent).
+fn pod(i: usize) -> Bytes {
+    let name = format!("web-{i:05}-7d9f8c6b5d-x{:04x}", i % 65536);
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {"app": "web", "tier": "frontend", "pod-template-hash": "7d9f8c6b5d", "shard": format!("s{}", i % 16)},
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9090"}
+        },
+        "spec": {
+            "containers": [{
+                "name": "web",
+                "image": "registry.example.com/team/web-frontend:v1.27.3",
+                "args": ["--port=8080", "--metrics-port=9090", "--log-level=info"],
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
+                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                        {"name": "CACHE_SIZE", "value": "256"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"cpu": "500m", "memory": "256Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10},
+                "livenessProbe": {"httpGet": {"path": "/livez", "port": 8080}, "initialDelaySeconds": 15},
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/web", "readOnly": true}]
+            }],
+            "volumes": [{"name": "config", "configMap": {"name": "web-config"}}],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "serviceAccountName": "default"
+        }
+    })
+    .to_string()
+    .into()
+}
+
+#[derive(Clone, Copy, Default)]
+struct Lat {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+fn lat(mut ms: Vec<f64>) -> Lat {
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Lat {
+        p50: pct(&ms, 0.50),
+        p99: pct(&ms, 0.99),
+        max: ms.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[(v.len() - 1) / 2]
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Throughput {
+    n: usize,
+    per_sec: f64,
+    lat: Lat,
+}
+
+/// Runs `n` operations over `workers` concurrent workers; `op(worker, i)` performs one.
+async fn run_load<F, Fut>(n: usize, workers: usize, limit: Duration, op: F) -> Result<Throughput>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (op, next) = (op.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lats = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let s = Instant::now();
+                op(w, i).await?;
+                lats.push(ms(s.elapsed()));
+            }
+            Ok::<_, anyhow::Error>(lats)
+        }));
+    }
+    let all = tokio::time::timeout(limit, async {
+        let mut all = Vec::with_capacity(n);
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        Ok::<_, anyhow::Error>(all)
+    })
+    .await
+    .map_err(|_| anyhow!("load of {n} ops did not finish within {limit:?}"))??;
+    let el = t0.elapsed().as_secs_f64();
+    Ok(Throughput {
+        n: all.len(),
+        per_sec: all.len() as f64 / el,
+        lat: lat(all),
+    })
+}
+
+async fn create_configmaps(
+    clients: &[H2],
+    n: usize,
+    prefix: &str,
+    limit: Duration,
+) -> Result<Throughput> {
+    let clients = clients.to_vec();
+    let prefix = prefix.to_string();
+    run_load(n, clients.len(), limit, move |w, i| {
+        let c = clients[w].clone();
+        let body = configmap_1k(&format!("{prefix}-{i:06}"));
+        async move {
+            let (st, b) = c
+                .req("POST", "/api/v1/namespaces/default/configmaps", body)
+                .await?;
+            if st != 201 {
+                bail!("create configmap: {st}: {}", String::from_utf8_lossy(&b));
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn clients(s: &Server, n: usize) -> Result<Vec<H2>> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(s.client().await?);
+    }
+    Ok(v)
+}
+
+// ---------------------------------------------------------------------------------------
+// Results
+
+struct Row {
+    figure: String,
+    measured: String,
+    target: String,
+    ratio: String,
+    pass: Option<bool>,
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn row(
+        &mut self,
+        figure: impl Into<String>,
+        measured: impl Into<String>,
+        target: impl Into<String>,
+        ratio: impl Into<String>,
+        pass: Option<bool>,
+    ) {
+        let r = Row {
+            figure: figure.into(),
+            measured: measured.into(),
+            target: target.into(),
+            ratio: ratio.into(),
+            pass,
+        };
+        eprintln!(
+            "  -> {} | {} | {} | {} | {}",
+            r.figure,
+            r.measured,
+            r.target,
+            r.ratio,
+            match r.pass {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "-",
+            }
+        );
+        self.rows.push(r);
+    }
+    fn note(&mut self, s: impl Into<String>) {
+        let s = s.into();
+        eprintln!("  note: {s}");
+        self.notes.push(s);
+    }
+    fn print(&self, cfg: &Cfg) {
+        println!();
+        println!(
+            "### minik8s control-plane benchmarks{}",
+            if cfg.quick { " (--quick)" } else { "" }
+        );
+        println!();
+        println!("| Figure | Measured | Target | Ratio | Result |");
+        println!("|---|---|---|---|---|");
+        for r in &self.rows {
+            let res = match r.pass {
+                Some(true) => "pass",
+                Some(false) => "**FAIL**",
+                None => "info",
+            };
+            println!(
+                "| {} | {} | {} | {} | {} |",
+                r.figure, r.measured, r.target, r.ratio, res
+            );
+        }
+        if !self.notes.is_empty() {
+            println!();
+            for n in &self.notes {
+                println!("- {n}");
+            }
+        }
+    }
+}
+
+fn fmt_lat(l: &Lat) -> String {
+    format!("p50 {:.1} ms, p99 {:.1} ms", l.p50, l.p99)
+}
+
+// ---------------------------------------------------------------------------------------
+// Figures
+
+/// 1 (idle RSS with 1,000 ConfigMaps, warm and after restart) and 2 (start to /readyz).
+async fn fig_rss_and_startup(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
+    let data = tmp.join("rss");
+    if cfg.wants(1) {
+        eprintln!("[1] idle RSS with 1,000 ConfigMaps (embedded store)");
+        let (srv, _) = start_server(cfg, "server-rss", &data, None).await?;
+        {
+            let cs = clients(&srv, 8).await?;
+            create_configmaps(&cs, 1000, "rss", Duration::from_secs(120)).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (rss, hwm) = rss_kib(srv.proc.pid())?;
+        let mib = rss as f64 / 1024.0;
+        rep.row(
+            "1a. Idle RSS, embedded store, 1,000 ConfigMaps (after creating them)",
+            format!("{mib:.1} MiB (peak {:.1} MiB)", hwm as f64 / 1024.0),
+            "≤ 40 MiB",
+            format!("{:.2}× target", mib / 40.0),
+            Some(mib <= 40.0),
+        );
+        srv.proc.stop();
+
+        let (mut srv, _) = start_server(cfg, "server-rss-restart", &data, None).await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        srv.proc.check_alive()?;
+        let (rss, hwm) = rss_kib(srv.proc.pid())?;
+        let mib = rss as f64 / 1024.0;
+        rep.row(
+            "1b. Idle RSS after restart, 1,000 ConfigMaps stored (cold idle)",
+            format!("{mib:.1} MiB (peak {:.1} MiB)", hwm as f64 / 1024.0),
+            "≤ 40 MiB",
+            format!("{:.2}× target", mib / 40.0),
+            Some(mib <= 40.0),
+        );
+        srv.proc.stop();
+    }
+    if cfg.wants(2) {
+        eprintln!("[2] start to /readyz (embedded store)");
+        if !data.join("kubeconfig.yaml").exists() {
+            // Figure 1 skipped: make an existing data dir with a few objects.
+            let (srv, _) = start_server(cfg, "server-prep", &data, None).await?;
+            let cs = clients(&srv, 2).await?;
+            create_configmaps(&cs, 100, "prep", Duration::from_secs(60)).await?;
+            drop(cs);
+            srv.proc.stop();
+        }
+        let mut existing = Vec::new();
+        for i in 0..5 {
+            let (srv, took) = start_server(cfg, &format!("server-start-{i}"), &data, None).await?;
+            existing.push(ms(took));
+            srv.proc.stop();
+        }
+        let mut fresh = Vec::new();
+        for i in 0..5 {
+            let d = tmp.join(format!("fresh-{i}"));
+            let (srv, took) = start_server(cfg, &format!("server-fresh-{i}"), &d, None).await?;
+            fresh.push(ms(took));
+            srv.proc.stop();
+        }
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (me, mf) = (median(existing.clone()), median(fresh.clone()));
+        rep.row(
+            "2a. Start → /readyz 200, existing data dir (median of 5)",
+            format!("{me:.0} ms"),
+            "< 1 s",
+            format!("{:.2}× target", me / 1000.0),
+            Some(me < 1000.0),
+        );
+        rep.row(
+            "2b. Start → /readyz 200, fresh data dir (median of 5)",
+            format!("{mf:.0} ms"),
+            "< 1 s",
+            format!("{:.2}× target", mf / 1000.0),
+            Some(mf < 1000.0),
+        );
+        rep.note(format!(
+            "start → /readyz samples (ms): existing dir [{}], fresh dir [{}]",
+            fmt(&existing),
+            fmt(&fresh)
+        ));
+    }
+    Ok(())
+}
+
+/// 3: creates over HTTPS (etcd backend, embedded store) against raw etcd puts.
+async fn fig_creates(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
+    eprintln!(
+        "[3] creates, 8 concurrent clients, 1 KiB ConfigMaps, n = {}",
+        cfg.creates
+    );
+    let n = cfg.creates;
+    let limit = Duration::from_secs(300);
+    let (etcd, endpoint) = start_etcd(cfg, &tmp.join("etcd")).await?;
+
+    // (c) the floor: raw etcd puts, 8 clients.
+    let mut ecs = Vec::new();
+    for _ in 0..8 {
+        ecs.push(etcd_client::Client::connect([endpoint.clone()], None).await?);
+    }
+    let value = configmap_1k("raw-000000").to_vec();
+    // Warm-up.
+    {
+        let mut c = ecs[0].clone();
+        for i in 0..50 {
+            c.put(format!("/bench/warm/{i}"), value.clone(), None)
+                .await?;
+        }
+    }
+    let ecs2 = ecs.clone();
+    let raw = run_load(n, 8, limit, move |w, i| {
+        let mut c = ecs2[w].clone();
+        let v = value.clone();
+        async move {
+            c.put(format!("/bench/raw/{i:06}"), v, None).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    drop(ecs);
+
+    // (a) the etcd backend.
+    let (srv_e, _) =
+        start_server(cfg, "server-etcd", &tmp.join("srv-etcd"), Some(&endpoint)).await?;
+    let cs = clients(&srv_e, 8).await?;
+    create_configmaps(&cs, 50, "warm", limit).await?;
+    let via_etcd = create_configmaps(&cs, n, "cm", limit).await?;
+    drop(cs);
+    srv_e.proc.stop();
+    etcd.stop();
+
+    // (b) the embedded store.
+    let (srv_s, _) = start_server(cfg, "server-embedded", &tmp.join("srv-embedded"), None).await?;
+    let cs = clients(&srv_s, 8).await?;
+    create_configmaps(&cs, 50, "warm", limit).await?;
+    let embedded = create_configmaps(&cs, n, "cm", limit).await?;
+    drop(cs);
+    srv_s.proc.stop();
+
+    rep.row(
+        format!(
+            "3c. Raw etcd-client put, 1 KiB, concurrency 8 (floor), n={}",
+            raw.n
+        ),
+        format!("{:.0} puts/s; {}", raw.per_sec, fmt_lat(&raw.lat)),
+        "(floor)",
+        "1.00× floor",
+        None,
+    );
+    let r = via_etcd.per_sec / raw.per_sec;
+    rep.row(
+        format!(
+            "3a. Creates over HTTPS, etcd backend, 8 clients, n={}",
+            via_etcd.n
+        ),
+        format!("{:.0} creates/s", via_etcd.per_sec),
+        "≥ 0.5× raw etcd puts/s",
+        format!("{r:.2}× floor"),
+        Some(r >= 0.5),
+    );
+    rep.row(
+        "3a. … latency (etcd backend)",
+        fmt_lat(&via_etcd.lat),
+        "p99 < 50 ms",
+        "",
+        Some(via_etcd.lat.p99 < 50.0),
+    );
+    let r2 = embedded.per_sec / via_etcd.per_sec;
+    rep.row(
+        format!(
+            "3b. Creates over HTTPS, embedded store, 8 clients, n={}",
+            embedded.n
+        ),
+        format!("{:.0} creates/s", embedded.per_sec),
+        "≥ etcd backend creates/s",
+        format!(
+            "{:.2}× floor, {r2:.2}× etcd backend",
+            embedded.per_sec / raw.per_sec
+        ),
+        Some(r2 >= 1.0),
+    );
+    rep.row(
+        "3b. … latency (embedded store)",
+        fmt_lat(&embedded.lat),
+        "p99 < 50 ms",
+        "",
+        Some(embedded.lat.p99 < 50.0),
+    );
+    rep.note(format!(
+        "max create latency: raw etcd {:.1} ms, etcd backend {:.1} ms, embedded {:.1} ms",
+        raw.lat.max, via_etcd.lat.max, embedded.lat.max
+    ));
+    Ok(())
+}
+
+/// 4: LIST of N pods, full and paged.
+async fn fig_list(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
+    let n = cfg.pods;
+    eprintln!("[4] LIST of {n} pods (embedded store)");
+    let (srv, _) = start_server(cfg, "server-list", &tmp.join("srv-list"), None).await?;
+    let cs = clients(&srv, 8).await?;
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let (cs2, sizes2) = (cs.clone(), sizes.clone());
+    let sent_len = pod(0).len();
+    let created = run_load(n, 8, Duration::from_secs(600), move |w, i| {
+        let c = cs2[w].clone();
+        let sizes = sizes2.clone();
+        async move {
+            let (st, b) = c
+                .req("POST", "/api/v1/namespaces/default/pods", pod(i))
+                .await?;
+            if st != 201 {
+                bail!("create pod: {st}: {}", String::from_utf8_lossy(&b));
+            }
+            if i % 100 == 0 {
+                sizes.lock().unwrap().push(b.len());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let stored_len = {
+        let s = sizes.lock().unwrap();
+        s.iter().sum::<usize>() / s.len().max(1)
+    };
+    let c = &cs[0];
+    // Warm-up and sanity check.
+    let body = c.get("/api/v1/namespaces/default/pods").await?;
+    let v: Value = serde_json::from_slice(&body)?;
+    let count = v["items"].as_array().map_or(0, |a| a.len());
+    if count != n {
+        bail!("list returned {count} pods, expected {n}");
+    }
+    let mut full = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let b = c.get("/api/v1/namespaces/default/pods").await?;
+        full.push(ms(t.elapsed()));
+        std::hint::black_box(b.len());
+    }
+    let mut paged = Vec::new();
+    let mut pages = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut cont = String::new();
+        let mut got = 0;
+        pages = 0;
+        loop {
+            let path = if cont.is_empty() {
+                "/api/v1/namespaces/default/pods?limit=500".to_string()
+            } else {
+                format!(
+                    "/api/v1/namespaces/default/pods?limit=500&continue={}",
+                    urlencode(&cont)
+                )
+            };
+            let b = c.get(&path).await?;
+            let v: Value = serde_json::from_slice(&b)?;
+            got += v["items"].as_array().map_or(0, |a| a.len());
+            pages += 1;
+            cont = v["metadata"]["continue"].as_str().unwrap_or("").to_string();
+            if cont.is_empty() || pages > n / 500 + 5 {
+                break;
+            }
+        }
+        if got != n {
+            bail!("paged list returned {got} pods, expected {n}");
+        }
+        paged.push(ms(t.elapsed()));
+    }
+    drop(cs);
+    srv.proc.stop();
+    let mf = median(full.clone());
+    let mp = median(paged.clone());
+    rep.row(
+        format!("4. LIST {n} pods, full list (median of 5)"),
+        format!("{mf:.0} ms ({:.1} MiB body)", body.len() as f64 / 1048576.0),
+        "< 200 ms",
+        format!("{:.2}× target", mf / 200.0),
+        Some(mf < 200.0),
+    );
+    rep.row(
+        format!("4. LIST {n} pods, limit=500 pages, all {pages} pages (median of 5)"),
+        format!("{mp:.0} ms total, {:.1} ms/page", mp / pages as f64),
+        "(info)",
+        "",
+        None,
+    );
+    rep.note(format!(
+        "pods: {sent_len} B of JSON sent per create, ~{stored_len} B returned (defaulted + managedFields); \
+         {:.0} pod creates/s while loading (p99 {:.1} ms); full-list samples (ms): {}; paged: {}",
+        created.per_sec,
+        created.lat.p99,
+        full.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "),
+        paged.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "),
+    ));
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// 5: 1,000 watchers over 10 HTTP/2 connections see each of ~20 writes.
+async fn fig_watch(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
+    let watchers = cfg.watchers;
+    let writes = cfg.watch_writes;
+    let conns = 10.min(watchers);
+    eprintln!(
+        "[5] {watchers} watchers over {conns} HTTP/2 connections, {writes} writes (embedded store)"
+    );
+    let (srv, _) = start_server(cfg, "server-watch", &tmp.join("srv-watch"), None).await?;
+    let writer = srv.client().await?;
+    let v: Value = serde_json::from_slice(
+        &writer
+            .get("/api/v1/namespaces/default/configmaps?limit=1")
+            .await?,
+    )?;
+    let rv = v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+
+    // seen[write][watcher] = arrival time.
+    let seen: Arc<Mutex<Vec<Vec<Option<Instant>>>>> =
+        Arc::new(Mutex::new(vec![vec![None; watchers]; writes]));
+    let counts: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..writes).map(|_| AtomicUsize::new(0)).collect());
+    let mut wconns = Vec::new();
+    for _ in 0..conns {
+        wconns.push(srv.client().await?);
+    }
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=600"
+    );
+    let t_open = Instant::now();
+    let mut opens = Vec::new();
+    for w in 0..watchers {
+        let c = wconns[w % conns].clone();
+        let path = path.clone();
+        opens.push(tokio::spawn(async move {
+            c.start("GET", &path, Bytes::new()).await
+        }));
+    }
+    let mut readers = Vec::new();
+    for (w, o) in opens.into_iter().enumerate() {
+        let resp = tokio::time::timeout(Duration::from_secs(60), o)
+            .await
+            .map_err(|_| anyhow!("opening watch {w} timed out"))???;
+        if resp.status() != 200 {
+            bail!("watch {w}: {}", resp.status());
+        }
+        let (seen, counts) = (seen.clone(), counts.clone());
+        readers.push(tokio::spawn(async move {
+            let mut body = resp.into_body();
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(f) = body.frame().await {
+                let Ok(f) = f else { break };
+                let Ok(data) = f.into_data() else { continue };
+                let now = Instant::now();
+                buf.extend_from_slice(&data);
+                while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=nl).collect();
+                    let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                        continue;
+                    };
+                    let name = ev["object"]["metadata"]["name"].as_str().unwrap_or("");
+                    if let Some(k) = name
+                        .strip_prefix("watch-")
+                        .and_then(|k| k.parse::<usize>().ok())
+                    {
+                        if k < counts.len() {
+                            let mut s = seen.lock().unwrap();
+                            if s[k][w].is_none() {
+                                s[k][w] = Some(now);
+                                counts[k].fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let open_ms = ms(t_open.elapsed());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut lats = Vec::new();
+    let mut missing = 0usize;
+    let mut early = 0usize;
+    for k in 0..writes {
+        let body = configmap_1k(&format!("watch-{k}"));
+        let (st, b) = writer
+            .req("POST", "/api/v1/namespaces/default/configmaps", body)
+            .await?;
+        let ack = Instant::now();
+        if st != 201 {
+            bail!("create: {st}: {}", String::from_utf8_lossy(&b));
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while counts[k].load(Ordering::Relaxed) < watchers && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        {
+            let s = seen.lock().unwrap();
+            for t in &s[k] {
+                match t {
+                    Some(t) if *t >= ack => lats.push(ms(*t - ack)),
+                    Some(_) => {
+                        early += 1;
+                        lats.push(0.0);
+                    }
+                    None => missing += 1,
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for r in &readers {
+        r.abort();
+    }
+    drop(wconns);
+    srv.proc.stop();
+    let l = lat(lats);
+    rep.row(
+        format!("5. Watch fan-out: {watchers} watchers ({conns} HTTP/2 conns), {writes} writes; ack → event"),
+        fmt_lat(&l),
+        "p99 < 100 ms",
+        format!("{:.2}× target", l.p99 / 100.0),
+        Some(l.p99 < 100.0 && missing == 0),
+    );
+    rep.note(format!(
+        "watch: opening {watchers} watches took {open_ms:.0} ms; max {:.1} ms; {early} deliveries arrived before the \
+         writer saw its 201 (counted as 0 ms); {missing} missed (not seen within 10 s)",
+        l.max
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn parse_args() -> Result<Cfg> {
+    let mut quick = false;
+    let mut only = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--only" => {
+                let v = it.next().context("--only needs a list like 1,3")?;
+                only = Some(
+                    v.split(',')
+                        .map(|s| s.trim().parse())
+                        .collect::<Result<Vec<u32>, _>>()?,
+                );
+            }
+            "-h" | "--help" => {
+                println!("usage: bench [--quick] [--only 1,2,3,4,5]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let minik8s = match std::env::var_os("MINIK8S_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            eprintln!("building minik8s (cargo build --release -p minik8s)…");
+            let st = Command::new(cargo)
+                .args(["build", "--release", "-p", "minik8s"])
+                .current_dir(&root)
+                .status()?;
+            if !st.success() {
+                bail!("building minik8s failed");
+            }
+            root.join("target/release/minik8s")
+        }
+    };
+    let etcd = std::env::var_os("ETCD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/etcd".into());
+    Ok(Cfg {
+        quick,
+        only,
+        minik8s,
+        etcd,
+        creates: if quick { 1000 } else { 4000 },
+        pods: if quick { 2000 } else { 10_000 },
+        watchers: 1000,
+        watch_writes: if quick { 10 } else { 20 },
+    })
+}
+
+async fn run(cfg: &Cfg, rep: &mut Report) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("minik8s-bench-")
+        .tempdir()?;
+    let t = tmp.path();
+    if cfg.wants(1) || cfg.wants(2) {
+        fig_rss_and_startup(cfg, t, rep).await?;
+    }
+    if cfg.wants(3) {
+        fig_creates(cfg, t, rep).await?;
+    }
+    if cfg.wants(4) {
+        fig_list(cfg, t, rep).await?;
+    }
+    if cfg.wants(5) {
+        fig_watch(cfg, t, rep).await?;
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cfg = parse_args()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut rep = Report::default();
+    let started = Instant::now();
+    let res = rt.block_on(async {
+        tokio::select! {
+            r = run(&cfg, &mut rep) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        }
+    });
+    // Any remaining child processes were killed when `run` was dropped.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let sys = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    rep.note(format!(
+        "machine: {} CPUs ({sys}); bench client runs on the same machine; total bench time {:.0} s",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        started.elapsed().as_secs_f64()
+    ));
+    rep.print(&cfg);
+    res
+}
