@@ -185,14 +185,19 @@ impl Pki {
 
     /// A kubeconfig for the admin user, embedding the CA and the client certificate.
     pub fn admin_kubeconfig(&self, server_url: &str) -> String {
+        self.kubeconfig(server_url, &self.admin_cert_pem, &self.admin_key_pem)
+    }
+
+    /// A kubeconfig for any client certificate issued by the cluster CA.
+    pub fn kubeconfig(&self, server_url: &str, cert_pem: &str, key_pem: &str) -> String {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {}\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
             b64(&self.ca_cert_pem),
             server_url,
-            b64(&self.admin_cert_pem),
-            b64(&self.admin_key_pem)
+            b64(cert_pem),
+            b64(key_pem)
         )
     }
 }

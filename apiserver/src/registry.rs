@@ -91,6 +91,22 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
+/// Create and update bodies that fail strict decoding are reported the way upstream's
+/// `transformDecodeError` does: `Pod in version "v1" cannot be handled as a Pod: ...`.
+/// (Patches report the bare decoding error.)
+fn body_decode_error(res: &ResourceInfo, e: ApiError) -> ApiError {
+    if e.code == 400 && e.message.starts_with("strict decoding error:") {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: {msg}",
+            kind = res.kind,
+            v = res.version,
+            msg = e.message
+        ))
+    } else {
+        e
+    }
+}
+
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn generate_suffix() -> String {
@@ -264,7 +280,9 @@ impl Registry {
     ) -> ApiResult<Written> {
         let mut obj = obj;
         Self::check_type_meta(res, &mut obj)?;
-        let (mut obj, warnings) = self.decode_typed(res, obj, opts.field_validation)?;
+        let (mut obj, warnings) = self
+            .decode_typed(res, obj, opts.field_validation)
+            .map_err(|e| body_decode_error(res, e))?;
         Self::check_namespace(res, &mut obj, ns)?;
         self.prepare_new(res, &mut obj)?;
         self.track(res, None, &mut obj, &opts.field_manager, None);
@@ -569,7 +587,9 @@ impl Registry {
     ) -> ApiResult<Written> {
         let mut body = body;
         Self::check_type_meta(res, &mut body)?;
-        let (body, warnings) = self.decode_typed(res, body, opts.field_validation)?;
+        let (body, warnings) = self
+            .decode_typed(res, body, opts.field_validation)
+            .map_err(|e| body_decode_error(res, e))?;
         let sub_name = sub.map(|_| "status");
         let manager = opts.field_manager.clone();
         self.update_with(res, ns, name, sub, opts, false, |old| {

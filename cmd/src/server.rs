@@ -39,6 +39,12 @@ pub struct ServerArgs {
     /// Do not run the node agent in the server (the agent is not built yet).
     #[arg(long)]
     pub disable_agent: bool,
+    /// Do not run the controller manager.
+    #[arg(long)]
+    pub disable_controllers: bool,
+    /// Do not run the scheduler.
+    #[arg(long)]
+    pub disable_scheduler: bool,
     /// Pod network CIDR.
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
@@ -229,11 +235,51 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     eprintln!("kubeconfig written to {}", kubeconfig.display());
 
     let serve = apiserver::server::serve(listener, app, &pki);
+    let components = run_components(&args, &pki, &url);
     tokio::select! {
         r = serve => r.context("api server stopped")?,
+        r = components => r?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// A kube client for a built-in component, with its own client certificate.
+async fn component_client(pki: &Pki, url: &str, user: &str) -> anyhow::Result<kube::Client> {
+    let (cert, key) = pki.issue_client_cert(user, &[])?;
+    let yaml = pki.kubeconfig(url, &cert, &key);
+    let kc = kube::config::Kubeconfig::from_yaml(&yaml).context("component kubeconfig")?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .context("component client config")?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+/// Runs the controller manager and the scheduler in-process, each talking to the API
+/// server over HTTPS with its own identity. Returns only on a fatal error.
+async fn run_components(args: &ServerArgs, pki: &Pki, url: &str) -> anyhow::Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    if !args.disable_controllers {
+        let client = component_client(pki, url, "system:kube-controller-manager").await?;
+        let cfg = controllers::Config {
+            cluster_cidr: args.cluster_cidr.clone(),
+            root_ca_pem: pki.ca_cert_pem.clone(),
+            ..Default::default()
+        };
+        set.spawn(async move { controllers::run(client, cfg).await.context("controller manager") });
+    }
+    if !args.disable_scheduler {
+        let client = component_client(pki, url, "system:kube-scheduler").await?;
+        set.spawn(async move {
+            scheduler::run(client, scheduler::Config::default())
+                .await
+                .context("scheduler")
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    std::future::pending().await
 }
 
 async fn shutdown_signal() {

@@ -484,30 +484,26 @@ See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts\
         assert_row(&rows[1], &["p1", "0/1", "Pending", "0", "AGE"], 4);
         assert_row(&rows[2], &["p1", "0/1", "Pending", "0", "AGE"], 4);
 
-        let mut w = k.spawn(
-            &[
-                "get",
-                "pod",
-                "p1",
-                "-w",
-                "--output-watch-events",
-                "-o",
-                "name",
-            ],
-            "watch2",
-        );
+        // A single object: kubectl GETs it, then watches with a name field selector from
+        // resourceVersion 0 and drops the synthetic ADDED.
+        let mut w = k.spawn(&["get", "pod", "p1", "-w", "--output-watch-events"], "watch2");
         assert!(
             w.wait_for(Duration::from_secs(20), |o| o.contains("ADDED")),
-            "{:?}",
-            w.stdout()
+            "{:?} {:?}",
+            w.stdout(),
+            w.stderr()
         );
-        // Give the watch request time to be established after the initial GET.
         std::thread::sleep(Duration::from_millis(500));
         k.ok(&["annotate", "pod", "p1", "watched=again"]);
         let seen = w.wait_for(Duration::from_secs(20), |o| o.contains("MODIFIED"));
+        std::thread::sleep(Duration::from_millis(300));
         w.kill();
         assert!(seen, "{:?} {:?}", w.stdout(), w.stderr());
-        assert_eq!(w.stdout(), "ADDED pod/p1\nMODIFIED pod/p1\n");
+        let rows = table(&w.stdout());
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0], ["EVENT", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+        assert_row(&rows[1], &["ADDED", "p1", "0/1", "Pending", "0", "AGE"], 5);
+        assert_row(&rows[2], &["MODIFIED", "p1", "0/1", "Pending", "0", "AGE"], 5);
     }
 
     // --- generators (protobuf request bodies) --------------------------------------------
