@@ -42,6 +42,23 @@ fn sub_entries(
                 "Scale",
                 vec!["get", "patch", "update"],
             )),
+            Subresource::Binding => {
+                out.push(("binding".to_string(), "", "v1", "Binding", vec!["create"]))
+            }
+            Subresource::Eviction => out.push((
+                "eviction".to_string(),
+                "policy",
+                "v1",
+                "Eviction",
+                vec!["create"],
+            )),
+            Subresource::Finalize => out.push((
+                "finalize".to_string(),
+                r.group,
+                r.version,
+                r.kind,
+                vec!["update"],
+            )),
         }
     }
     out

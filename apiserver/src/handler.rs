@@ -567,6 +567,9 @@ fn parse_sub(r: &ResourceRoute) -> ApiResult<Option<Subresource>> {
         None => Ok(None),
         Some("status") if r.res.has(Subresource::Status) => Ok(Some(Subresource::Status)),
         Some("scale") if r.res.has(Subresource::Scale) => Ok(Some(Subresource::Scale)),
+        Some("binding") if r.res.has(Subresource::Binding) => Ok(Some(Subresource::Binding)),
+        Some("eviction") if r.res.has(Subresource::Eviction) => Ok(Some(Subresource::Eviction)),
+        Some("finalize") if r.res.has(Subresource::Finalize) => Ok(Some(Subresource::Finalize)),
         Some(_) => Err(ApiError::path_not_found()),
     }
 }
@@ -753,6 +756,25 @@ async fn resource(
                 &render_one(w.object),
                 &w.warnings,
             ))
+        }
+        ("create", Some(Subresource::Binding), Some(name)) => {
+            let opts = write_options(&q, &ua, false)?;
+            let (h, body) = read_body(req).await?;
+            let b = decode_object(&content_type(&h), &body)?;
+            let st = reg.bind(&ns, &name, &b, opts.dry_run).await?;
+            Ok(json_response(StatusCode::CREATED, &st, &[]))
+        }
+        ("create", Some(Subresource::Eviction), Some(name)) => {
+            let (h, body) = read_body(req).await?;
+            let b = decode_object(&content_type(&h), &body)?;
+            let st = reg.evict(&ns, &name, &b).await?;
+            Ok(json_response(StatusCode::CREATED, &st, &[]))
+        }
+        ("update", Some(Subresource::Finalize), Some(name)) => {
+            let (h, body) = read_body(req).await?;
+            let b = decode_object(&content_type(&h), &body)?;
+            let obj = reg.finalize_namespace(&name, &b).await?;
+            Ok(json_response(StatusCode::OK, &with_type_meta(res, obj), &[]))
         }
         ("update", sub @ (None | Some(Subresource::Status)), Some(name)) => {
             let opts = write_options(&q, &ua, true)?;

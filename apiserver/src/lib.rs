@@ -1,6 +1,8 @@
 //! The minik8s API server: HTTPS transport, authentication, authorization, admission, the
 //! generic registry with per-kind strategies, discovery, OpenAPI, and watch.
 
+pub mod actions;
+pub mod admission;
 pub mod auth;
 pub mod discovery;
 pub mod error;

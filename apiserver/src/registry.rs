@@ -285,6 +285,7 @@ impl Registry {
             .map_err(|e| body_decode_error(res, e))?;
         Self::check_namespace(res, &mut obj, ns)?;
         self.prepare_new(res, &mut obj)?;
+        self.admit_create(res, &mut obj).await?;
         self.track(res, None, &mut obj, &opts.field_manager, None);
         self.persist_new(res, ns, obj, opts, warnings).await
     }
@@ -490,6 +491,7 @@ impl Registry {
                     ));
                 }
                 self.prepare_new(res, &mut obj)?;
+                self.admit_create(res, &mut obj).await?;
                 return self.persist_new(res, ns, obj, opts, warnings).await;
             };
             let (mut new, warnings) = mutate(Some(&old))?;
@@ -523,8 +525,15 @@ impl Registry {
                 });
             }
             // Removing the last finalizer of an object being deleted completes the delete.
+            let spec_finalizers = res.group.is_empty()
+                && res.plural == "namespaces"
+                && new
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty());
             if meta::meta_str(&new, "deletionTimestamp").is_some()
                 && meta::finalizers(&new).is_empty()
+                && !spec_finalizers
             {
                 let grace = meta::meta(&new)
                     .and_then(|m| m.get("deletionGracePeriodSeconds"))

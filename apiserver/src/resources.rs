@@ -1,7 +1,9 @@
 //! The table of served resources: group, version, kind, names, scope, subresources, and
 //! hooks into the k8s-openapi type (JSON schema, typed decoding). Pure data, no IO.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, policy, rbac};
+use k8s_openapi::api::{
+    apps, batch, coordination, core, discovery, events, policy, rbac, scheduling,
+};
 use serde_json::Value;
 use std::any::TypeId;
 use std::sync::OnceLock;
@@ -11,6 +13,12 @@ use std::sync::OnceLock;
 pub enum Subresource {
     Status,
     Scale,
+    /// `pods/binding` (POST a v1 Binding).
+    Binding,
+    /// `pods/eviction` (POST a policy/v1 Eviction).
+    Eviction,
+    /// `namespaces/finalize` (PUT the Namespace's spec.finalizers).
+    Finalize,
 }
 
 #[derive(Clone)]
@@ -109,7 +117,7 @@ where
     }
 }
 
-use Subresource::{Scale, Status};
+use Subresource::{Binding, Eviction, Finalize, Scale, Status};
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -123,11 +131,11 @@ pub fn all() -> &'static [ResourceInfo] {
             info::<core::v1::Endpoints>(&["ep"], NONE, &[]),
             info::<core::v1::Event>(&["ev"], NONE, &[]),
             info::<core::v1::LimitRange>(&["limits"], NONE, &[]),
-            info::<core::v1::Namespace>(&["ns"], NONE, &[Status]),
+            info::<core::v1::Namespace>(&["ns"], NONE, &[Status, Finalize]),
             info::<core::v1::Node>(&["no"], NONE, &[Status]),
             info::<core::v1::PersistentVolumeClaim>(&["pvc"], NONE, &[Status]),
             info::<core::v1::PersistentVolume>(&["pv"], NONE, &[Status]),
-            info::<core::v1::Pod>(&["po"], ALL, &[Status]),
+            info::<core::v1::Pod>(&["po"], ALL, &[Status, Binding, Eviction]),
             info::<core::v1::ResourceQuota>(&["quota"], NONE, &[Status]),
             info::<core::v1::Secret>(NONE, NONE, &[]),
             info::<core::v1::ServiceAccount>(&["sa"], NONE, &[]),
@@ -147,6 +155,7 @@ pub fn all() -> &'static [ResourceInfo] {
             info::<rbac::v1::ClusterRole>(NONE, NONE, &[]),
             info::<rbac::v1::RoleBinding>(NONE, NONE, &[]),
             info::<rbac::v1::Role>(NONE, NONE, &[]),
+            info::<scheduling::v1::PriorityClass>(&["pc"], NONE, &[]),
         ]
     })
 }

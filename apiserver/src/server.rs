@@ -3,7 +3,7 @@
 //! and the shared application state behind every request.
 
 use crate::auth::{
-    AuthorizerChain, DiscoveryAuthorizer, MastersAuthorizer, PeerCertificate, TokenAuthenticator,
+    AuthorizerChain, ComponentAuthorizer, DiscoveryAuthorizer, MastersAuthorizer, PeerCertificate, TokenAuthenticator,
 };
 use crate::openapi::OpenApi;
 use crate::pki::Pki;
@@ -61,6 +61,7 @@ impl App {
             tokens: TokenAuthenticator::with_join_token(join_token),
             authz: AuthorizerChain(vec![
                 Box::new(MastersAuthorizer),
+                Box::new(ComponentAuthorizer),
                 Box::new(DiscoveryAuthorizer),
             ]),
             version: json!({

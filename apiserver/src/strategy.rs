@@ -55,7 +55,9 @@ pub fn for_resource(group: &str, plural: &str) -> &'static dyn Strategy {
         ("", "serviceaccounts") | ("", "endpoints") | ("coordination.k8s.io", "leases") => {
             &NoGeneration
         }
-        ("discovery.k8s.io", "endpointslices") => &NoGeneration,
+        ("discovery.k8s.io", "endpointslices") | ("scheduling.k8s.io", "priorityclasses") => {
+            &NoGeneration
+        }
         ("rbac.authorization.k8s.io", _) => &Rbac,
         ("apps", "deployments") => &Workload::Deployment,
         ("apps", "replicasets") => &Workload::ReplicaSet,

@@ -311,5 +311,17 @@ async fn bootstrap(app: &apiserver::server::App) -> anyhow::Result<()> {
             Err(e) => bail!("creating namespace {ns}: {}", e.message),
         }
     }
+    let pcs = apiserver::resources::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .context("priorityclasses resource")?;
+    for (name, value, description) in apiserver::admission::SYSTEM_PRIORITY_CLASSES {
+        let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description,
+            "preemptionPolicy": "PreemptLowerPriority"});
+        match app.registry.create(pcs, "", obj, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => bail!("creating priority class {name}: {}", e.message),
+        }
+    }
     Ok(())
 }

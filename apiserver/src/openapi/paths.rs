@@ -312,6 +312,8 @@ pub(crate) fn add_resource(r: &ResourceInfo, paths: &mut Map<String, Value>) {
         let (suffix, schema, sgvk, label) = match sub {
             Subresource::Status => ("status", obj, gvk, "Status"),
             Subresource::Scale => ("scale", SCALE, ("autoscaling", "v1", "Scale"), "Scale"),
+            // Action subresources are not described in the OpenAPI documents.
+            Subresource::Binding | Subresource::Eviction | Subresource::Finalize => continue,
         };
         let mut m = Map::new();
         m.insert(
