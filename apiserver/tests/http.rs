@@ -249,7 +249,7 @@ async fn crud_and_status_codes() {
     assert_eq!(code, 400);
     assert_eq!(
         body["message"],
-        "strict decoding error: unknown field \"spec\""
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\""
     );
     let (code, _) = s.req("GET", &format!("{base}/b"), None).await;
     assert_eq!(code, 404, "nothing stored on error");
