@@ -16,7 +16,13 @@ pub fn success(code: u16) -> Value {
 impl Registry {
     /// Read-modify-write of one object without strategy rules, for system actions.
     /// `f` returns false to leave the object unchanged.
-    pub async fn update_raw<F>(&self, res: &ResourceInfo, ns: &str, name: &str, mut f: F) -> ApiResult<Value>
+    pub async fn update_raw<F>(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        mut f: F,
+    ) -> ApiResult<Value>
     where
         F: FnMut(&mut Value) -> ApiResult<bool>,
     {
@@ -37,26 +43,45 @@ impl Registry {
             let bytes = bytes::Bytes::from(serde_json::to_vec(&stored).unwrap_or_default());
             match self.store.update(&k, bytes, kv.mod_revision).await {
                 Ok(rev) => {
-                    meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+                    meta::meta_mut(&mut obj)
+                        .insert("resourceVersion".into(), json!(rev.to_string()));
                     return Ok(obj);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound) => return Err(ApiError::not_found(&res.qualified_name(), name)),
+                Err(StoreError::NotFound) => {
+                    return Err(ApiError::not_found(&res.qualified_name(), name))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::conflict(&res.qualified_name(), name, "too many concurrent updates"))
+        Err(ApiError::conflict(
+            &res.qualified_name(),
+            name,
+            "too many concurrent updates",
+        ))
     }
 
     /// POST pods/NAME/binding: assigns the pod to a node once.
-    pub async fn bind(&self, ns: &str, name: &str, binding: &Value, dry_run: bool) -> ApiResult<Value> {
+    pub async fn bind(
+        &self,
+        ns: &str,
+        name: &str,
+        binding: &Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
         let pods = resources::find("", "v1", "pods").expect("pods served");
         if let Some(n) = binding.pointer("/metadata/name").and_then(Value::as_str) {
             if !n.is_empty() && n != name {
-                return Err(ApiError::bad_request("the name of the binding does not match the name of the pod"));
+                return Err(ApiError::bad_request(
+                    "the name of the binding does not match the name of the pod",
+                ));
             }
         }
-        let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let node = binding
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if node.is_empty() {
             return Err(ApiError::invalid(
                 "Binding",
@@ -65,19 +90,33 @@ impl Registry {
                 vec![crate::error::Cause::required("target.name")],
             ));
         }
-        let want_uid = binding.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+        let want_uid = binding
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let conflict = |why: String| ApiError::conflict("pods/binding", name, &why);
         let f = |pod: &mut Value| -> ApiResult<bool> {
             if let Some(uid) = &want_uid {
                 if meta::meta_str(pod, "uid") != Some(uid.as_str()) {
-                    return Err(conflict(format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::meta_str(pod, "uid").unwrap_or(""))));
+                    return Err(conflict(format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::meta_str(pod, "uid").unwrap_or("")
+                    )));
                 }
             }
             if meta::meta_str(pod, "deletionTimestamp").is_some() {
-                return Err(conflict(format!("pod {name} is being deleted, cannot be assigned to a host")));
+                return Err(conflict(format!(
+                    "pod {name} is being deleted, cannot be assigned to a host"
+                )));
             }
-            if let Some(cur) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-                return Err(conflict(format!("pod {name} is already assigned to node \"{cur}\"")));
+            if let Some(cur) = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                return Err(conflict(format!(
+                    "pod {name} is already assigned to node \"{cur}\""
+                )));
             }
             pod["spec"]["nodeName"] = json!(node);
             set_condition(pod, "PodScheduled", "True", None, None);
@@ -91,7 +130,10 @@ impl Registry {
     /// no finalizers left is removed.
     pub async fn finalize_namespace(&self, name: &str, body: &Value) -> ApiResult<Value> {
         let nsres = resources::find("", "v1", "namespaces").expect("namespaces served");
-        let fins = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+        let fins = body
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(json!([]));
         let obj = self
             .update_raw(nsres, "", name, |ns| {
                 if let Some(rv) = meta::resource_version(body) {
@@ -106,9 +148,17 @@ impl Registry {
                 Ok(true)
             })
             .await?;
-        let spec_empty = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
-        if spec_empty && meta::meta_str(&obj, "deletionTimestamp").is_some() && meta::finalizers(&obj).is_empty() {
-            let (gone, _) = self.delete(nsres, "", name, &DeleteOptions::default()).await?;
+        let spec_empty = obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if spec_empty
+            && meta::meta_str(&obj, "deletionTimestamp").is_some()
+            && meta::finalizers(&obj).is_empty()
+        {
+            let (gone, _) = self
+                .delete(nsres, "", name, &DeleteOptions::default())
+                .await?;
             return Ok(gone);
         }
         Ok(obj)
@@ -121,7 +171,9 @@ impl Registry {
         let pdbs = resources::find("policy", "v1", "poddisruptionbudgets").expect("pdbs served");
         if let Some(n) = eviction.pointer("/metadata/name").and_then(Value::as_str) {
             if !n.is_empty() && n != name {
-                return Err(ApiError::bad_request(format!("name in URL does not match name in Eviction object")));
+                return Err(ApiError::bad_request(format!(
+                    "name in URL does not match name in Eviction object"
+                )));
             }
         }
         let mut opts = DeleteOptions::default();
@@ -129,12 +181,21 @@ impl Registry {
             opts.merge_body(d)?;
         }
         let pod = self.get(pods, ns, name).await?;
-        let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let deleting = meta::meta_str(&pod, "deletionTimestamp").is_some();
-        let ignore_pdb = deleting || phase == "Succeeded" || phase == "Failed" || phase == "Pending";
+        let ignore_pdb =
+            deleting || phase == "Succeeded" || phase == "Failed" || phase == "Pending";
         if !ignore_pdb {
             let page = self
-                .list(pdbs, Some(ns), &crate::list::Filter::default(), &crate::list::ListParams::default())
+                .list(
+                    pdbs,
+                    Some(ns),
+                    &crate::list::Filter::default(),
+                    &crate::list::ListParams::default(),
+                )
                 .await?;
             let labels = meta::labels(&pod);
             let matching: Vec<&Value> = page
@@ -157,9 +218,15 @@ impl Registry {
                     let now = meta::now();
                     self.update_raw(pdbs, ns, &pdb_name, |p| {
                         check_budget(p)?;
-                        let allowed = p.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+                        let allowed = p
+                            .pointer("/status/disruptionsAllowed")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0);
                         p["status"]["disruptionsAllowed"] = json!(allowed - 1);
-                        if !p["status"].get("disruptedPods").is_some_and(Value::is_object) {
+                        if !p["status"]
+                            .get("disruptedPods")
+                            .is_some_and(Value::is_object)
+                        {
                             p["status"]["disruptedPods"] = json!({});
                         }
                         p["status"]["disruptedPods"][name] = json!(now);
@@ -183,16 +250,34 @@ fn too_many(message: &str, cause: String) -> ApiError {
 
 fn check_budget(pdb: &Value) -> ApiResult<()> {
     let name = meta::name(pdb);
-    let gen = meta::meta(pdb).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0);
-    let observed = pdb.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+    let gen = meta::meta(pdb)
+        .and_then(|m| m.get("generation"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let observed = pdb
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     const MSG: &str = "Cannot evict pod as it would violate the pod's disruption budget.";
     if observed < gen {
-        return Err(too_many(MSG, format!("The disruption budget {name} is still being processed by the server.")));
+        return Err(too_many(
+            MSG,
+            format!("The disruption budget {name} is still being processed by the server."),
+        ));
     }
-    let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+    let allowed = pdb
+        .pointer("/status/disruptionsAllowed")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if allowed <= 0 {
-        let desired = pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0);
-        let current = pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0);
+        let desired = pdb
+            .pointer("/status/desiredHealthy")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let current = pdb
+            .pointer("/status/currentHealthy")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         return Err(too_many(
             MSG,
             format!("The disruption budget {name} needs {desired} healthy pods and has {current} currently"),
@@ -202,7 +287,13 @@ fn check_budget(pdb: &Value) -> ApiResult<()> {
 }
 
 /// Sets (or adds) a pod condition, keeping lastTransitionTime when the status is unchanged.
-pub fn set_condition(pod: &mut Value, ty: &str, status: &str, reason: Option<&str>, message: Option<&str>) {
+pub fn set_condition(
+    pod: &mut Value,
+    ty: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
     if !pod.get("status").is_some_and(Value::is_object) {
         pod["status"] = json!({});
     }
@@ -211,17 +302,24 @@ pub fn set_condition(pod: &mut Value, ty: &str, status: &str, reason: Option<&st
     }
     let now = meta::now();
     let conds = pod["status"]["conditions"].as_array_mut().expect("array");
-    let mut c = json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
+    let mut c =
+        json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
     if let Some(r) = reason {
         c["reason"] = json!(r);
     }
     if let Some(m) = message {
         c["message"] = json!(m);
     }
-    match conds.iter_mut().find(|x| x.get("type").and_then(Value::as_str) == Some(ty)) {
+    match conds
+        .iter_mut()
+        .find(|x| x.get("type").and_then(Value::as_str) == Some(ty))
+    {
         Some(existing) => {
             if existing.get("status").and_then(Value::as_str) == Some(status) {
-                c["lastTransitionTime"] = existing.get("lastTransitionTime").cloned().unwrap_or(json!(now));
+                c["lastTransitionTime"] = existing
+                    .get("lastTransitionTime")
+                    .cloned()
+                    .unwrap_or(json!(now));
             }
             *existing = c;
         }

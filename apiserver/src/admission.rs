@@ -15,10 +15,17 @@ pub const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
 
 /// Adds the not-ready and unreachable NoExecute tolerations (300 s) a pod lacks.
 pub fn default_toleration_seconds(pod: &mut Value) {
-    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     let tols = spec.entry("tolerations").or_insert(json!([]));
-    let Some(list) = tols.as_array_mut() else { return };
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    let Some(list) = tols.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let tolerated = list.iter().any(|t| {
             let k = t.get("key").and_then(Value::as_str).unwrap_or("");
             let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
@@ -44,28 +51,54 @@ impl Registry {
     /// Resolves `priorityClassName` into `priority` and `preemptionPolicy`.
     async fn admit_priority(&self, pod: &mut Value, spec_path: &str) -> ApiResult<()> {
         let name = meta::name(pod).to_string();
-        let pcs = resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("priorityclasses served");
-        let class_name = pod[spec_path].get("priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
-        let forbidden = |msg: String| ApiError::forbidden(format!("pods \"{name}\" is forbidden: {msg}"));
+        let pcs = resources::find("scheduling.k8s.io", "v1", "priorityclasses")
+            .expect("priorityclasses served");
+        let class_name = pod[spec_path]
+            .get("priorityClassName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let forbidden =
+            |msg: String| ApiError::forbidden(format!("pods \"{name}\" is forbidden: {msg}"));
         let (value, policy) = if class_name.is_empty() {
             // The global default class, if any.
             let page = self
-                .list(pcs, None, &crate::list::Filter::default(), &crate::list::ListParams::default())
+                .list(
+                    pcs,
+                    None,
+                    &crate::list::Filter::default(),
+                    &crate::list::ListParams::default(),
+                )
                 .await?;
-            match page.items.iter().find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true)) {
+            match page
+                .items
+                .iter()
+                .find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
+            {
                 Some(c) => {
                     pod[spec_path]["priorityClassName"] = json!(meta::name(c));
-                    (c.get("value").and_then(Value::as_i64).unwrap_or(0), c.get("preemptionPolicy").cloned())
+                    (
+                        c.get("value").and_then(Value::as_i64).unwrap_or(0),
+                        c.get("preemptionPolicy").cloned(),
+                    )
                 }
                 None => (0, None),
             }
-        } else if let Some((_, v, _)) = SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _, _)| *n == class_name) {
+        } else if let Some((_, v, _)) = SYSTEM_PRIORITY_CLASSES
+            .iter()
+            .find(|(n, _, _)| *n == class_name)
+        {
             (*v, None)
         } else {
             match self.get(pcs, "", &class_name).await {
-                Ok(c) => (c.get("value").and_then(Value::as_i64).unwrap_or(0), c.get("preemptionPolicy").cloned()),
+                Ok(c) => (
+                    c.get("value").and_then(Value::as_i64).unwrap_or(0),
+                    c.get("preemptionPolicy").cloned(),
+                ),
                 Err(e) if e.code == 404 => {
-                    return Err(forbidden(format!("no PriorityClass with name {class_name} was found")))
+                    return Err(forbidden(format!(
+                        "no PriorityClass with name {class_name} was found"
+                    )))
                 }
                 Err(e) => return Err(e),
             }

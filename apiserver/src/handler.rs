@@ -774,7 +774,11 @@ async fn resource(
             let (h, body) = read_body(req).await?;
             let b = decode_object(&content_type(&h), &body)?;
             let obj = reg.finalize_namespace(&name, &b).await?;
-            Ok(json_response(StatusCode::OK, &with_type_meta(res, obj), &[]))
+            Ok(json_response(
+                StatusCode::OK,
+                &with_type_meta(res, obj),
+                &[],
+            ))
         }
         ("update", sub @ (None | Some(Subresource::Status)), Some(name)) => {
             let opts = write_options(&q, &ua, true)?;

@@ -581,16 +581,6 @@ fn is_name_part(s: &str) -> bool {
             .all(|c| is_alnum(c) || matches!(c, '-' | '_' | '.'))
 }
 
-fn is_dns1123_subdomain(s: &str) -> bool {
-    s.split('.').all(|l| {
-        !l.is_empty()
-            && l.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && l.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && l.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    })
-}
-
 /// Upstream `validation.IsQualifiedName`: the error details joined with `; `.
 pub fn validate_label_key(key: &str) -> Result<(), String> {
     let mut errs = Vec::new();
@@ -604,7 +594,7 @@ pub fn validate_label_key(key: &str) -> Result<(), String> {
                 if prefix.len() > 253 {
                     errs.push("prefix part must be no more than 253 characters".to_string());
                 }
-                if !is_dns1123_subdomain(prefix) {
+                if !crate::validation::is_dns1123_subdomain(prefix) {
                     errs.push("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_string());
                 }
             }

@@ -3,7 +3,8 @@
 //! and the shared application state behind every request.
 
 use crate::auth::{
-    AuthorizerChain, ComponentAuthorizer, DiscoveryAuthorizer, MastersAuthorizer, PeerCertificate, TokenAuthenticator,
+    AuthorizerChain, ComponentAuthorizer, DiscoveryAuthorizer, MastersAuthorizer, PeerCertificate,
+    TokenAuthenticator,
 };
 use crate::openapi::OpenApi;
 use crate::pki::Pki;

@@ -416,32 +416,7 @@ fn template_labels(obj: &Value) -> Map<String, Value> {
 
 /// Whether a metav1.LabelSelector matches a label set (matchLabels and matchExpressions).
 pub fn selector_matches(sel: &Value, labels: &Map<String, Value>) -> bool {
-    let ml_ok = sel
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .is_none_or(|ml| ml.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let me_ok = sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .is_none_or(|exprs| {
-            exprs.iter().all(|e| {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-                let vals: Vec<&str> = e
-                    .get("values")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                let have = labels.get(key).and_then(Value::as_str);
-                match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-                    "In" => have.is_some_and(|h| vals.contains(&h)),
-                    "NotIn" => have.is_none_or(|h| !vals.contains(&h)),
-                    "Exists" => have.is_some(),
-                    "DoesNotExist" => have.is_none(),
-                    _ => false,
-                }
-            })
-        });
-    ml_ok && me_ok
+    crate::selector::LabelSelector::from_json(sel).is_ok_and(|s| s.matches(labels))
 }
 
 fn go_map(m: &Map<String, Value>) -> String {

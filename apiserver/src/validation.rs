@@ -83,52 +83,6 @@ pub fn name_problems(name: &str, rule: NameRule) -> Vec<String> {
     out
 }
 
-/// Checks a qualified name (`prefix/name`, as label and annotation keys).
-fn qualified_name_problems(key: &str) -> Vec<String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    let mut out = Vec::new();
-    if let Some(p) = prefix {
-        if p.is_empty() {
-            out.push("prefix part must be non-empty".to_string());
-        } else if !is_dns1123_subdomain(p) {
-            out.push(format!("prefix part {DNS1123_SUBDOMAIN_MSG}"));
-        }
-    }
-    if name.is_empty() {
-        out.push("name part must be non-empty".to_string());
-    } else {
-        if name.len() > 63 {
-            out.push("name part must be no more than 63 characters".to_string());
-        }
-        if !is_qualified_part(name) {
-            out.push("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_string());
-        }
-    }
-    out
-}
-
-fn is_qualified_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
-fn label_value_problems(v: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if v.len() > 63 {
-        out.push("must be no more than 63 characters".to_string());
-    }
-    if !v.is_empty() && !is_qualified_part(v) {
-        out.push("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".to_string());
-    }
-    out
-}
-
 /// Validates `metadata`: name (with the kind's rule), namespace presence, labels, annotations.
 pub fn validate_object_meta(
     obj: &Value,
@@ -166,12 +120,12 @@ pub fn validate_object_meta(
         .and_then(Value::as_object)
     {
         for (k, v) in labels {
-            for p in qualified_name_problems(k) {
+            if let Err(p) = crate::selector::validate_label_key(k) {
                 causes.push(Cause::invalid("metadata.labels", &json!(k), &p));
             }
             let vs = v.as_str().unwrap_or("");
-            for p in label_value_problems(vs) {
-                causes.push(Cause::invalid(format!("metadata.labels"), &json!(vs), &p));
+            if let Err(p) = crate::selector::validate_label_value(vs) {
+                causes.push(Cause::invalid("metadata.labels", &json!(vs), &p));
             }
         }
     }
@@ -181,7 +135,7 @@ pub fn validate_object_meta(
     {
         let mut total = 0usize;
         for (k, v) in ann {
-            for p in qualified_name_problems(&k.to_ascii_lowercase()) {
+            if let Err(p) = crate::selector::validate_label_key(&k.to_ascii_lowercase()) {
                 causes.push(Cause::invalid("metadata.annotations", &json!(k), &p));
             }
             total += k.len() + v.as_str().map(str::len).unwrap_or(0);
@@ -189,7 +143,7 @@ pub fn validate_object_meta(
         if total > 256 * 1024 {
             causes.push(Cause {
                 reason: "FieldValueTooLong".into(),
-                message: format!("Too long: may not be more than 262144 bytes"),
+                message: "Too long: may not be more than 262144 bytes".into(),
                 field: "metadata.annotations".into(),
             });
         }
