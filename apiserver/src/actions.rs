@@ -32,7 +32,7 @@ impl Registry {
             let Some(kv) = kv else {
                 return Err(ApiError::not_found(&res.qualified_name(), name));
             };
-            let mut obj = decode(&kv)?;
+            let mut obj = decode(res, &kv)?;
             if !f(&mut obj)? {
                 return Ok(obj);
             }
@@ -40,6 +40,7 @@ impl Registry {
             if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("resourceVersion");
             }
+            let stored = crate::conversion::to_storage(res, stored);
             let bytes = bytes::Bytes::from(serde_json::to_vec(&stored).unwrap_or_default());
             match self.store.update(&k, bytes, kv.mod_revision).await {
                 Ok(rev) => {

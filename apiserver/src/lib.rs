@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod admission;
 pub mod auth;
+pub mod conversion;
 pub mod discovery;
 pub mod error;
 pub mod handler;

@@ -214,7 +214,7 @@ impl Registry {
                         remaining: None,
                     });
                 }
-                let obj = decode(kv)?;
+                let obj = decode(res, kv)?;
                 if filter.matches(&obj) {
                     items.push(obj);
                 }

@@ -49,6 +49,7 @@ pub fn key(res: &ResourceInfo, ns: &str, name: &str) -> String {
 
 /// The storage prefix of a resource, optionally within one namespace (ends with '/').
 pub fn prefix(res: &ResourceInfo, ns: Option<&str>) -> String {
+    let res = crate::conversion::storage_of(res);
     let group = if res.group.is_empty() {
         "core"
     } else {
@@ -62,16 +63,17 @@ pub fn prefix(res: &ResourceInfo, ns: Option<&str>) -> String {
     }
 }
 
-/// Decodes a stored value and stamps its resourceVersion.
-pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value)
+/// Decodes a stored value into the resource's form and stamps its resourceVersion.
+pub fn decode(res: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
+    let v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("decoding stored object {}: {e}", kv.key)))?;
+    let mut v = crate::conversion::from_storage(res, v);
     meta::meta_mut(&mut v).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     Ok(v)
 }
 
-fn encode(obj: &Value) -> Bytes {
-    let mut o = obj.clone();
+fn encode(res: &ResourceInfo, obj: &Value) -> Bytes {
+    let mut o = crate::conversion::to_storage(res, obj.clone());
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
@@ -235,7 +237,7 @@ impl Registry {
         let Some(kv) = kv else {
             return Err(ApiError::not_found("namespaces", ns));
         };
-        let nsobj = decode(&kv)?;
+        let nsobj = decode(nsres, &kv)?;
         if nsobj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
             || meta::meta_str(&nsobj, "deletionTimestamp").is_some()
         {
@@ -353,7 +355,7 @@ impl Registry {
                 warnings,
             });
         }
-        match self.store.create(&k, encode(&obj)).await {
+        match self.store.create(&k, encode(res, &obj)).await {
             Ok(rev) => {
                 meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
                 Ok(Written {
@@ -373,7 +375,7 @@ impl Registry {
     pub async fn get(&self, res: &ResourceInfo, ns: &str, name: &str) -> ApiResult<Value> {
         let (kv, _) = self.store.get(&key(res, ns, name), 0).await?;
         match kv {
-            Some(kv) => decode(&kv),
+            Some(kv) => decode(res, &kv),
             None => Err(ApiError::not_found(&res.qualified_name(), name)),
         }
     }
@@ -476,7 +478,7 @@ impl Registry {
         for _attempt in 0..16 {
             let (kv, _) = self.store.get(&k, 0).await?;
             let old = match &kv {
-                Some(kv) => Some(decode(kv)?),
+                Some(kv) => Some(decode(res, kv)?),
                 None => None,
             };
             let Some(old) = old else {
@@ -560,7 +562,7 @@ impl Registry {
                 }
             }
             let rev_expected = kv.as_ref().map(|k| k.mod_revision).unwrap_or(0);
-            match self.store.update(&k, encode(&new), rev_expected).await {
+            match self.store.update(&k, encode(res, &new), rev_expected).await {
                 Ok(rev) => {
                     meta::meta_mut(&mut new)
                         .insert("resourceVersion".into(), json!(rev.to_string()));
@@ -703,7 +705,7 @@ impl Registry {
             let Some(kv) = kv else {
                 return Err(ApiError::not_found(&res.qualified_name(), name));
             };
-            let mut obj = decode(&kv)?;
+            let mut obj = decode(res, &kv)?;
             if let Some(uid) = &opts.precondition_uid {
                 let have = meta::meta_str(&obj, "uid").unwrap_or("");
                 if have != uid {
@@ -754,7 +756,11 @@ impl Registry {
                     if opts.dry_run || already && finalizers == before {
                         return Ok((obj, false));
                     }
-                    match self.store.update(&k, encode(&obj), kv.mod_revision).await {
+                    match self
+                        .store
+                        .update(&k, encode(res, &obj), kv.mod_revision)
+                        .await
+                    {
                         Ok(rev) => {
                             meta::meta_mut(&mut obj)
                                 .insert("resourceVersion".into(), json!(rev.to_string()));
@@ -790,7 +796,11 @@ impl Registry {
                     if opts.dry_run {
                         return Ok((obj, false));
                     }
-                    match self.store.update(&k, encode(&obj), kv.mod_revision).await {
+                    match self
+                        .store
+                        .update(&k, encode(res, &obj), kv.mod_revision)
+                        .await
+                    {
                         Ok(rev) => {
                             meta::meta_mut(&mut obj)
                                 .insert("resourceVersion".into(), json!(rev.to_string()));

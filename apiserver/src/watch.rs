@@ -97,7 +97,7 @@ pub async fn start(
                     };
                     for ev in batch {
                         last_rev = ev.revision();
-                        let Some((ty, obj)) = translate(&ev, &filter) else { continue };
+                        let Some((ty, obj)) = translate(res, &ev, &filter) else { continue };
                         if tx.send(encode(ty, &obj)).await.is_err() { return; }
                     }
                 }
@@ -109,18 +109,18 @@ pub async fn start(
 
 /// Maps a store event to a watch event, honouring selectors: an object that starts
 /// matching is ADDED, one that stops matching is DELETED.
-fn translate(ev: &Event, filter: &Filter) -> Option<(&'static str, Value)> {
+fn translate(res: &ResourceInfo, ev: &Event, filter: &Filter) -> Option<(&'static str, Value)> {
     match ev {
         Event::Create { kv } => {
-            let obj = decode(kv).ok()?;
+            let obj = decode(res, kv).ok()?;
             filter.matches(&obj).then_some(("ADDED", obj))
         }
         Event::Update { kv, prev } => {
-            let obj = decode(kv).ok()?;
+            let obj = decode(res, kv).ok()?;
             let now = filter.matches(&obj);
             let before = match prev {
                 Some(p) if !filter.is_empty() => {
-                    decode(p).map(|o| filter.matches(&o)).unwrap_or(false)
+                    decode(res, p).map(|o| filter.matches(&o)).unwrap_or(false)
                 }
                 Some(_) => true,
                 None => now,
@@ -133,7 +133,7 @@ fn translate(ev: &Event, filter: &Filter) -> Option<(&'static str, Value)> {
             }
         }
         Event::Delete { prev, revision } => {
-            let mut obj = decode(prev).ok()?;
+            let mut obj = decode(res, prev).ok()?;
             meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
             filter.matches(&obj).then_some(("DELETED", obj))
         }
