@@ -172,9 +172,9 @@ impl Registry {
         let pdbs = resources::find("policy", "v1", "poddisruptionbudgets").expect("pdbs served");
         if let Some(n) = eviction.pointer("/metadata/name").and_then(Value::as_str) {
             if !n.is_empty() && n != name {
-                return Err(ApiError::bad_request(format!(
-                    "name in URL does not match name in Eviction object"
-                )));
+                return Err(ApiError::bad_request(
+                    "name in URL does not match name in Eviction object",
+                ));
             }
         }
         let mut opts = DeleteOptions::default();
@@ -244,7 +244,7 @@ impl Registry {
 
 fn too_many(message: &str, cause: String) -> ApiError {
     let mut e = ApiError::new(429, "TooManyRequests", message);
-    e.details = Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]}));
+    e = e.with_details(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]}));
     e.retry_after = Some(10);
     e
 }

@@ -78,7 +78,7 @@ pub struct ApiError {
     pub code: u16,
     pub reason: String,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
     pub retry_after: Option<u64>,
 }
 
@@ -92,8 +92,8 @@ impl ApiError {
             retry_after: None,
         }
     }
-    fn with_details(mut self, d: Value) -> Self {
-        self.details = Some(d);
+    pub fn with_details(mut self, d: Value) -> Self {
+        self.details = Some(Box::new(d));
         self
     }
     /// `pods "x" not found`
@@ -198,7 +198,7 @@ impl ApiError {
         Self::new(504, "Timeout", message)
     }
     pub fn with_kind(mut self, qualified_kind: &str) -> Self {
-        if let Some(Value::Object(d)) = &mut self.details {
+        if let Some(Value::Object(d)) = self.details.as_deref_mut() {
             d.insert("kind".into(), json!(qualified_kind));
         }
         self
@@ -216,7 +216,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            s["details"] = d.clone();
+            s["details"] = (**d).clone();
         }
         s
     }

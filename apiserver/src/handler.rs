@@ -259,10 +259,8 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
         Route::Version => Ok(json_response(StatusCode::OK, &app.version, &[])),
         Route::Health(which) => health(&app, &which, q.contains_key("verbose")).await,
         Route::Api => {
-            let v = match crate::discovery::negotiate_aggregated(&accept) {
-                Some(ver) => Some((crate::discovery::aggregated(true, ver), ver)),
-                None => None,
-            };
+            let v = crate::discovery::negotiate_aggregated(&accept)
+                .map(|ver| (crate::discovery::aggregated(true, ver), ver));
             discovery_response(
                 &req,
                 v,

@@ -80,10 +80,13 @@ fn encode(res: &ResourceInfo, obj: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(&o).unwrap_or_default())
 }
 
+/// Lists the fields of an object its schema does not know (for `fieldValidation`).
+pub type UnknownFields = Arc<dyn Fn(&str, &Value) -> Vec<String> + Send + Sync>;
+
 pub struct Registry {
     pub store: Arc<dyn Backend>,
     pub schema: Arc<dyn SchemaLookup>,
-    pub unknown_fields: Arc<dyn Fn(&str, &Value) -> Vec<String> + Send + Sync>,
+    pub unknown_fields: UnknownFields,
 }
 
 /// What an update-style operation produced.
@@ -916,7 +919,7 @@ fn apply_error(res: &ResourceInfo, name: &str, e: crate::managedfields::ApplyErr
             if !res.group.is_empty() {
                 d["group"] = json!(res.group);
             }
-            err.details = Some(d);
+            err = err.with_details(d);
             err
         }
         _ => ApiError::new(422, "Invalid", e.to_string()),

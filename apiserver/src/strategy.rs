@@ -793,7 +793,7 @@ fn validate_data_keys(obj: &Value, fields: &[&str], causes: &mut Vec<Cause>) {
                         .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
                 if !ok {
                     causes.push(Cause::invalid(
-                        format!("{f}"),
+                        f.to_string(),
                         &json!(k),
                         "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
                     ));
