@@ -464,7 +464,8 @@ See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts\
 
     // --- watch -----------------------------------------------------------------------------
     {
-        let mut w = k.spawn(&["get", "pods", "-w"], "watch");
+        // `-l app=a` keeps this independent of pods that controllers may create.
+        let mut w = k.spawn(&["get", "pods", "-w", "-l", "app=a"], "watch");
         assert!(
             w.wait_for(Duration::from_secs(20), |o| o.lines().count() >= 2),
             "watch printed no initial row: {:?} {:?}",
@@ -486,7 +487,10 @@ See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts\
 
         // A single object: kubectl GETs it, then watches with a name field selector from
         // resourceVersion 0 and drops the synthetic ADDED.
-        let mut w = k.spawn(&["get", "pod", "p1", "-w", "--output-watch-events"], "watch2");
+        let mut w = k.spawn(
+            &["get", "pod", "p1", "-w", "--output-watch-events"],
+            "watch2",
+        );
         assert!(
             w.wait_for(Duration::from_secs(20), |o| o.contains("ADDED")),
             "{:?} {:?}",
@@ -501,9 +505,16 @@ See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts\
         assert!(seen, "{:?} {:?}", w.stdout(), w.stderr());
         let rows = table(&w.stdout());
         assert_eq!(rows.len(), 3, "{rows:?}");
-        assert_eq!(rows[0], ["EVENT", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+        assert_eq!(
+            rows[0],
+            ["EVENT", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+        );
         assert_row(&rows[1], &["ADDED", "p1", "0/1", "Pending", "0", "AGE"], 5);
-        assert_row(&rows[2], &["MODIFIED", "p1", "0/1", "Pending", "0", "AGE"], 5);
+        assert_row(
+            &rows[2],
+            &["MODIFIED", "p1", "0/1", "Pending", "0", "AGE"],
+            5,
+        );
     }
 
     // --- generators (protobuf request bodies) --------------------------------------------
@@ -619,9 +630,10 @@ See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts\
     );
     let out = k.run(&["create", "-f", "strict.yaml", "--validate=false"]);
     assert_eq!(out.stdout, "pod/strict created\n", "{out:?}");
-    assert_eq!(
-        jsonpath(&k, &["pod", "strict"], "{.spec}").contains("foo"),
-        false
+    let spec = jsonpath(&k, &["pod", "strict"], "{.spec}");
+    assert!(
+        !spec.contains("foo"),
+        "--validate=false drops unknown fields: {spec}"
     );
 
     // Stale update: replace with an outdated resourceVersion.
@@ -752,11 +764,13 @@ See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts\
             "pods",
             "-A",
             "--field-selector",
-            "metadata.namespace!=e2e",
+            "metadata.namespace!=default",
+            "-l",
+            "batch=1",
             "-o",
             "name"
         ]),
-        "pod/p1\npod/strict\n"
+        "pod/q0\npod/q1\npod/q2\npod/q3\npod/q4\n"
     );
     let out = k.run(&["get", "pods", "-n", "e2e", "-l", "app=zzz"]);
     assert_eq!((out.code, out.stdout.as_str()), (0, ""));

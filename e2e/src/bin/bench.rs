@@ -32,6 +32,9 @@ struct Cfg {
     pods: usize,
     watchers: usize,
     watch_writes: usize,
+    /// Flags that turn off the in-process controller manager and scheduler, when the
+    /// binary has them (figures 3-5 measure the API server and store alone).
+    api_only_flags: Vec<String>,
 }
 
 impl Cfg {
@@ -376,11 +379,26 @@ async fn start_server(
     data: &Path,
     etcd: Option<&str>,
 ) -> Result<(Server, Duration)> {
+    start_server_with(cfg, name, data, etcd, false).await
+}
+
+/// `api_only`: also pass `cfg.api_only_flags` (no controllers, no scheduler).
+async fn start_server_with(
+    cfg: &Cfg,
+    name: &str,
+    data: &Path,
+    etcd: Option<&str>,
+    api_only: bool,
+) -> Result<(Server, Duration)> {
     std::fs::create_dir_all(data)?;
     let port = free_port()?;
     let log = data.with_extension(format!("{port}.log"));
+    let mut args = server_args(data, port, etcd);
+    if api_only {
+        args.extend(cfg.api_only_flags.iter().cloned());
+    }
     let t0 = Instant::now();
-    let mut proc = spawn(name, &cfg.minik8s, &server_args(data, port, etcd), &log)?;
+    let mut proc = spawn(name, &cfg.minik8s, &args, &log)?;
     let took = wait_ready(&mut proc, port, t0, Duration::from_secs(30)).await?;
     let kubeconfig = data.join("kubeconfig.yaml");
     Ok((
@@ -680,6 +698,13 @@ impl Report {
             if cfg.quick { " (--quick)" } else { "" }
         );
         println!();
+        if !cfg.api_only_flags.is_empty() {
+            println!(
+                "Figures 1-2 run the full server (`server --disable-agent`); figures 3-5 add `{}`.",
+                cfg.api_only_flags.join(" ")
+            );
+        }
+        println!();
         println!("| Figure | Measured | Target | Ratio | Result |");
         println!("|---|---|---|---|---|");
         for r in &self.rows {
@@ -744,6 +769,20 @@ async fn fig_rss_and_startup(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<
             Some(mib <= 40.0),
         );
         srv.proc.stop();
+        if !cfg.api_only_flags.is_empty() {
+            let (mut srv, _) = start_server_with(cfg, "server-rss-api-only", &data, None, true).await?;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            srv.proc.check_alive()?;
+            let (rss, _) = rss_kib(srv.proc.pid())?;
+            rep.row(
+                format!("1c. … same, cold idle, with `{}`", cfg.api_only_flags.join(" ")),
+                format!("{:.1} MiB", rss as f64 / 1024.0),
+                "(info)",
+                "",
+                None,
+            );
+            srv.proc.stop();
+        }
     }
     if cfg.wants(2) {
         eprintln!("[2] start to /readyz (embedded store)");
@@ -841,27 +880,39 @@ async fn fig_creates(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
         let mut c = ecs[0].clone();
         c.put("/registry/namespaces/default", b"{}".to_vec(), None).await?;
     }
-    let ecs3 = ecs.clone();
-    let value = configmap_1k("raw-000000").to_vec();
-    let pattern = run_load(n, 8, limit, move |w, i| {
-        let mut c = ecs3[w].clone();
-        let v = value.clone();
-        async move {
-            c.get("/registry/namespaces/default", None).await?;
-            let key = format!("/bench/txn/{i:06}");
-            let txn = etcd_client::Txn::new()
-                .when([etcd_client::Compare::create_revision(key.clone(), etcd_client::CompareOp::Equal, 0)])
-                .and_then([etcd_client::TxnOp::put(key, v, None)]);
-            c.txn(txn).await?;
-            Ok(())
-        }
-    })
-    .await?;
+    let mut patterns = Vec::new();
+    for mode in 0..3u8 {
+        let ecs3 = ecs.clone();
+        let value = configmap_1k("raw-000000").to_vec();
+        let t = run_load(n, 8, limit, move |w, i| {
+            let mut c = ecs3[w].clone();
+            let v = value.clone();
+            async move {
+                match mode {
+                    0 => drop(c.get("/registry/namespaces/default", None).await?),
+                    2 => drop(
+                        c.get("/registry/namespaces/default", Some(etcd_client::GetOptions::new().with_serializable()))
+                            .await?,
+                    ),
+                    _ => {}
+                }
+                let key = format!("/bench/txn{mode}/{i:06}");
+                let txn = etcd_client::Txn::new()
+                    .when([etcd_client::Compare::create_revision(key.clone(), etcd_client::CompareOp::Equal, 0)])
+                    .and_then([etcd_client::TxnOp::put(key, v, None)]);
+                c.txn(txn).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        patterns.push(t);
+    }
+    let pattern = patterns.remove(0);
     drop(ecs);
 
     // (a) the etcd backend.
     let (srv_e, _) =
-        start_server(cfg, "server-etcd", &tmp.join("srv-etcd"), Some(&endpoint)).await?;
+        start_server_with(cfg, "server-etcd", &tmp.join("srv-etcd"), Some(&endpoint), true).await?;
     let cs = clients(&srv_e, 8).await?;
     create_configmaps(&cs, 50, "warm", limit).await?;
     let cpu = CpuMeter::start(&[
@@ -876,7 +927,7 @@ async fn fig_creates(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
     etcd.stop();
 
     // (b) the embedded store.
-    let (srv_s, _) = start_server(cfg, "server-embedded", &tmp.join("srv-embedded"), None).await?;
+    let (srv_s, _) = start_server_with(cfg, "server-embedded", &tmp.join("srv-embedded"), None, true).await?;
     let cs = clients(&srv_s, 8).await?;
     create_configmaps(&cs, 50, "warm", limit).await?;
     let cpu = CpuMeter::start(&[("server", srv_s.proc.pid().to_string()), ("bench", "self".into())]);
@@ -902,6 +953,16 @@ async fn fig_creates(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
         format!("{:.2}× floor", pattern.per_sec / raw.per_sec),
         None,
     );
+    rep.note(format!(
+        "etcd access-pattern variants (raw etcd-client, concurrency 8): create txn alone {:.0}/s ({:.2}× floor, {}); \
+         serializable GET + txn {:.0}/s ({:.2}× floor, {})",
+        patterns[0].per_sec,
+        patterns[0].per_sec / raw.per_sec,
+        fmt_lat(&patterns[0].lat),
+        patterns[1].per_sec,
+        patterns[1].per_sec / raw.per_sec,
+        fmt_lat(&patterns[1].lat)
+    ));
     let r = via_etcd.per_sec / raw.per_sec;
     rep.row(
         format!(
@@ -955,7 +1016,7 @@ async fn fig_creates(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
 async fn fig_list(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
     let n = cfg.pods;
     eprintln!("[4] LIST of {n} pods (embedded store)");
-    let (srv, _) = start_server(cfg, "server-list", &tmp.join("srv-list"), None).await?;
+    let (srv, _) = start_server_with(cfg, "server-list", &tmp.join("srv-list"), None, true).await?;
     let cs = clients(&srv, 8).await?;
     let sizes = Arc::new(Mutex::new(Vec::new()));
     let (cs2, sizes2) = (cs.clone(), sizes.clone());
@@ -1016,10 +1077,10 @@ async fn fig_list(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
                 )
             };
             let b = c.get(&path).await?;
-            let v: Value = serde_json::from_slice(&b)?;
-            got += v["items"].as_array().map_or(0, |a| a.len());
+            let v: PageHead = serde_json::from_slice(&b)?;
+            got += v.items.len();
             pages += 1;
-            cont = v["metadata"]["continue"].as_str().unwrap_or("").to_string();
+            cont = v.metadata.cont.unwrap_or_default();
             if cont.is_empty() || pages > n / 500 + 5 {
                 break;
             }
@@ -1062,6 +1123,19 @@ async fn fig_list(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// What the paged LIST reads of each page (items are skipped without being built).
+#[derive(serde::Deserialize)]
+struct PageHead {
+    metadata: PageMeta,
+    items: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct PageMeta {
+    #[serde(rename = "continue")]
+    cont: Option<String>,
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -1081,7 +1155,7 @@ async fn fig_watch(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
     eprintln!(
         "[5] {watchers} watchers over {conns} HTTP/2 connections, {writes} writes (embedded store)"
     );
-    let (srv, _) = start_server(cfg, "server-watch", &tmp.join("srv-watch"), None).await?;
+    let (srv, _) = start_server_with(cfg, "server-watch", &tmp.join("srv-watch"), None, true).await?;
     let writer = srv.client().await?;
     let v: Value = serde_json::from_slice(
         &writer
@@ -1264,6 +1338,13 @@ fn parse_args() -> Result<Cfg> {
             root.join("target/release/minik8s")
         }
     };
+    let help = Command::new(&minik8s).args(["server", "--help"]).output()?;
+    let help = String::from_utf8_lossy(&help.stdout);
+    let api_only_flags: Vec<String> = ["--disable-controllers", "--disable-scheduler"]
+        .iter()
+        .filter(|f| help.contains(*f))
+        .map(|f| f.to_string())
+        .collect();
     let etcd = std::env::var_os("ETCD_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/usr/bin/etcd".into());
@@ -1276,6 +1357,7 @@ fn parse_args() -> Result<Cfg> {
         pods: if quick { 2000 } else { 10_000 },
         watchers: 1000,
         watch_writes: if quick { 10 } else { 20 },
+        api_only_flags,
     })
 }
 
