@@ -642,6 +642,11 @@ async fn resource(
                 resource_version: q.get("resourceVersion").cloned(),
                 resource_version_match: q.get("resourceVersionMatch").cloned(),
             };
+            let unconverted = std::ptr::eq(crate::conversion::storage_of(res), res);
+            if shape == Shape::Object && filter.is_empty() && unconverted {
+                let page = reg.list_raw(res, r.namespace.as_deref(), &params).await?;
+                return Ok(raw_list_response(res, page));
+            }
             let page = reg
                 .list(res, r.namespace.as_deref(), &filter, &params)
                 .await?;
@@ -886,6 +891,38 @@ async fn resource(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// A list response assembled from raw item JSON (see `Registry::list_raw`).
+fn raw_list_response(res: &ResourceInfo, page: crate::list::ListPage<Vec<u8>>) -> Response {
+    let mut meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(c) = &page.continue_token {
+        meta["continue"] = json!(c);
+    }
+    let size: usize = page.items.iter().map(|i| i.len() + 1).sum();
+    let mut body = Vec::with_capacity(size + 256);
+    body.extend_from_slice(
+        format!(
+            "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+            res.list_kind(),
+            res.api_version(),
+            meta
+        )
+        .as_bytes(),
+    );
+    for (i, item) in page.items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 fn patch_type(h: &HeaderMap) -> ApiResult<PatchType> {

@@ -89,9 +89,9 @@ pub struct ListParams {
     pub resource_version_match: Option<String>,
 }
 
-/// A page of a list.
-pub struct ListPage {
-    pub items: Vec<Value>,
+/// A page of a list (objects, or raw JSON items when served without decoding).
+pub struct ListPage<T = Value> {
+    pub items: Vec<T>,
     pub revision: i64,
     pub continue_token: Option<String>,
     pub remaining: Option<i64>,
@@ -121,6 +121,26 @@ fn decode_continue(tok: &str) -> ApiResult<(i64, String)> {
     Ok((rv, start.to_string()))
 }
 
+/// Inserts `"resourceVersion":"N"` into a stored object's top-level `metadata`, which the
+/// registry always encodes right after `apiVersion` and `kind`. None when the layout is
+/// not the expected one (the caller then decodes).
+pub fn splice_resource_version(raw: &[u8], rev: i64) -> Option<Vec<u8>> {
+    const PAT: &[u8] = br#""metadata":{"#;
+    let pos = raw.windows(PAT.len()).position(|w| w == PAT)? + PAT.len();
+    // Everything before it must be the apiVersion and kind members only.
+    if raw[..pos].iter().filter(|b| **b == b'{').count() != 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len() + 32);
+    out.extend_from_slice(&raw[..pos]);
+    out.extend_from_slice(format!("\"resourceVersion\":\"{rev}\"").as_bytes());
+    if raw.get(pos) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(&raw[pos..]);
+    Some(out)
+}
+
 pub fn parse_rv(s: &str) -> ApiResult<i64> {
     s.parse::<i64>()
         .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
@@ -135,6 +155,45 @@ impl Registry {
         filter: &Filter,
         params: &ListParams,
     ) -> ApiResult<ListPage> {
+        self.list_with(res, ns, !filter.is_empty(), params, |kv| {
+            let obj = decode(res, kv)?;
+            Ok(filter.matches(&obj).then_some(obj))
+        })
+        .await
+    }
+
+    /// LIST without selectors, returning each item's stored JSON with its resourceVersion
+    /// spliced in: no parse and re-encode of every object.
+    pub async fn list_raw(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        params: &ListParams,
+    ) -> ApiResult<ListPage<Vec<u8>>> {
+        self.list_with(res, ns, false, params, |kv| {
+            match splice_resource_version(&kv.value, kv.mod_revision) {
+                Some(raw) => Ok(Some(raw)),
+                None => Ok(Some(
+                    serde_json::to_vec(&decode(res, kv)?).unwrap_or_default(),
+                )),
+            }
+        })
+        .await
+    }
+
+    /// The paging and resourceVersion rules of LIST; `item` turns a stored key into a list
+    /// item, or None when it is filtered out.
+    async fn list_with<T, F>(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        filtered: bool,
+        params: &ListParams,
+        mut item: F,
+    ) -> ApiResult<ListPage<T>>
+    where
+        F: FnMut(&store::KeyValue) -> ApiResult<Option<T>>,
+    {
         let base = prefix(res, ns);
         let (mut revision, mut start) = (0i64, String::new());
         if let Some(tok) = params.continue_token.as_deref().filter(|t| !t.is_empty()) {
@@ -176,7 +235,7 @@ impl Registry {
         let limit = params.limit.max(0);
         let chunk = match limit {
             0 => 0,
-            l if filter.is_empty() => l + 1,
+            l if !filtered => l + 1,
             l => (l + 1).max(500),
         };
         let mut cursor = start;
@@ -214,9 +273,8 @@ impl Registry {
                         remaining: None,
                     });
                 }
-                let obj = decode(res, kv)?;
-                if filter.matches(&obj) {
-                    items.push(obj);
+                if let Some(it) = item(kv)? {
+                    items.push(it);
                 }
             }
             match page.kvs.last() {
@@ -230,5 +288,23 @@ impl Registry {
             continue_token: None,
             remaining: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_matches_decode() {
+        let raw = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","uid":"u"},"data":{"metadata":{"x":"y"}}}"#;
+        let spliced = splice_resource_version(raw, 42).unwrap();
+        let v: Value = serde_json::from_slice(&spliced).unwrap();
+        assert_eq!(v["metadata"]["resourceVersion"], "42");
+        assert_eq!(v["data"]["metadata"]["x"], "y");
+        let empty = br#"{"apiVersion":"v1","kind":"X","metadata":{}}"#;
+        let v: Value = serde_json::from_slice(&splice_resource_version(empty, 7).unwrap()).unwrap();
+        assert_eq!(v["metadata"], json!({"resourceVersion": "7"}));
+        assert!(splice_resource_version(br#"{"a":{"metadata":{}}}"#, 1).is_none());
     }
 }

@@ -266,7 +266,11 @@ async fn run_components(args: &ServerArgs, pki: &Pki, url: &str) -> anyhow::Resu
             root_ca_pem: pki.ca_cert_pem.clone(),
             ..Default::default()
         };
-        set.spawn(async move { controllers::run(client, cfg).await.context("controller manager") });
+        set.spawn(async move {
+            controllers::run(client, cfg)
+                .await
+                .context("controller manager")
+        });
     }
     if !args.disable_scheduler {
         let client = component_client(pki, url, "system:kube-scheduler").await?;

@@ -3,6 +3,7 @@
 //! upstream's kube-controller-manager does.
 
 pub mod cronjob;
+pub mod cronsched;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -11,6 +12,8 @@ pub mod informers;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod podctl;
+pub mod recorder;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;

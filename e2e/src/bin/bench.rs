@@ -39,7 +39,7 @@ struct Cfg {
 
 impl Cfg {
     fn wants(&self, n: u32) -> bool {
-        self.only.as_ref().map_or(true, |o| o.contains(&n))
+        self.only.as_ref().is_none_or(|o| o.contains(&n))
     }
 }
 
@@ -151,9 +151,16 @@ struct CpuMeter {
 
 impl CpuMeter {
     fn start(pids: &[(&str, String)]) -> CpuMeter {
-        let pids: Vec<(String, String)> = pids.iter().map(|(n, p)| (n.to_string(), p.clone())).collect();
+        let pids: Vec<(String, String)> = pids
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.clone()))
+            .collect();
         let start = pids.iter().map(|(_, p)| cpu_secs(p)).collect();
-        CpuMeter { pids, start, t0: Instant::now() }
+        CpuMeter {
+            pids,
+            start,
+            t0: Instant::now(),
+        }
     }
     /// "name X µs/op, …; Y% of 2 cores busy".
     fn finish(&self, ops: usize) -> String {
@@ -165,8 +172,14 @@ impl CpuMeter {
             total += used;
             parts.push(format!("{n} {:.0} µs", used * 1e6 / ops.max(1) as f64));
         }
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-        format!("CPU per op: {}; machine {:.0}% busy", parts.join(", "), 100.0 * total / el / cores)
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as f64;
+        format!(
+            "CPU per op: {}; machine {:.0}% busy",
+            parts.join(", "),
+            100.0 * total / el / cores
+        )
     }
 }
 
@@ -770,12 +783,16 @@ async fn fig_rss_and_startup(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<
         );
         srv.proc.stop();
         if !cfg.api_only_flags.is_empty() {
-            let (mut srv, _) = start_server_with(cfg, "server-rss-api-only", &data, None, true).await?;
+            let (mut srv, _) =
+                start_server_with(cfg, "server-rss-api-only", &data, None, true).await?;
             tokio::time::sleep(Duration::from_secs(5)).await;
             srv.proc.check_alive()?;
             let (rss, _) = rss_kib(srv.proc.pid())?;
             rep.row(
-                format!("1c. … same, cold idle, with `{}`", cfg.api_only_flags.join(" ")),
+                format!(
+                    "1c. … same, cold idle, with `{}`",
+                    cfg.api_only_flags.join(" ")
+                ),
                 format!("{:.1} MiB", rss as f64 / 1024.0),
                 "(info)",
                 "",
@@ -878,7 +895,8 @@ async fn fig_creates(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
     // GET of the namespace key (namespace admission), then the create txn.
     {
         let mut c = ecs[0].clone();
-        c.put("/registry/namespaces/default", b"{}".to_vec(), None).await?;
+        c.put("/registry/namespaces/default", b"{}".to_vec(), None)
+            .await?;
     }
     let mut patterns = Vec::new();
     for mode in 0..3u8 {
@@ -891,14 +909,21 @@ async fn fig_creates(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
                 match mode {
                     0 => drop(c.get("/registry/namespaces/default", None).await?),
                     2 => drop(
-                        c.get("/registry/namespaces/default", Some(etcd_client::GetOptions::new().with_serializable()))
-                            .await?,
+                        c.get(
+                            "/registry/namespaces/default",
+                            Some(etcd_client::GetOptions::new().with_serializable()),
+                        )
+                        .await?,
                     ),
                     _ => {}
                 }
                 let key = format!("/bench/txn{mode}/{i:06}");
                 let txn = etcd_client::Txn::new()
-                    .when([etcd_client::Compare::create_revision(key.clone(), etcd_client::CompareOp::Equal, 0)])
+                    .when([etcd_client::Compare::create_revision(
+                        key.clone(),
+                        etcd_client::CompareOp::Equal,
+                        0,
+                    )])
                     .and_then([etcd_client::TxnOp::put(key, v, None)]);
                 c.txn(txn).await?;
                 Ok(())
@@ -911,8 +936,14 @@ async fn fig_creates(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
     drop(ecs);
 
     // (a) the etcd backend.
-    let (srv_e, _) =
-        start_server_with(cfg, "server-etcd", &tmp.join("srv-etcd"), Some(&endpoint), true).await?;
+    let (srv_e, _) = start_server_with(
+        cfg,
+        "server-etcd",
+        &tmp.join("srv-etcd"),
+        Some(&endpoint),
+        true,
+    )
+    .await?;
     let cs = clients(&srv_e, 8).await?;
     create_configmaps(&cs, 50, "warm", limit).await?;
     let cpu = CpuMeter::start(&[
@@ -927,10 +958,20 @@ async fn fig_creates(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
     etcd.stop();
 
     // (b) the embedded store.
-    let (srv_s, _) = start_server_with(cfg, "server-embedded", &tmp.join("srv-embedded"), None, true).await?;
+    let (srv_s, _) = start_server_with(
+        cfg,
+        "server-embedded",
+        &tmp.join("srv-embedded"),
+        None,
+        true,
+    )
+    .await?;
     let cs = clients(&srv_s, 8).await?;
     create_configmaps(&cs, 50, "warm", limit).await?;
-    let cpu = CpuMeter::start(&[("server", srv_s.proc.pid().to_string()), ("bench", "self".into())]);
+    let cpu = CpuMeter::start(&[
+        ("server", srv_s.proc.pid().to_string()),
+        ("bench", "self".into()),
+    ]);
     let embedded = create_configmaps(&cs, n, "cm", limit).await?;
     let emb_cpu = cpu.finish(n);
     drop(cs);
@@ -1054,7 +1095,9 @@ async fn fig_list(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
     let mut ttfb = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let resp = c.start("GET", "/api/v1/namespaces/default/pods", Bytes::new()).await?;
+        let resp = c
+            .start("GET", "/api/v1/namespaces/default/pods", Bytes::new())
+            .await?;
         ttfb.push(ms(t.elapsed()));
         let b = resp.into_body().collect().await?.to_bytes();
         full.push(ms(t.elapsed()));
@@ -1155,7 +1198,8 @@ async fn fig_watch(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
     eprintln!(
         "[5] {watchers} watchers over {conns} HTTP/2 connections, {writes} writes (embedded store)"
     );
-    let (srv, _) = start_server_with(cfg, "server-watch", &tmp.join("srv-watch"), None, true).await?;
+    let (srv, _) =
+        start_server_with(cfg, "server-watch", &tmp.join("srv-watch"), None, true).await?;
     let writer = srv.client().await?;
     let v: Value = serde_json::from_slice(
         &writer
