@@ -11,6 +11,7 @@ pub mod handler;
 pub mod list;
 pub mod managedfields;
 pub mod meta;
+pub mod nscache;
 pub mod openapi;
 pub mod patch;
 pub mod pki;

@@ -87,6 +87,8 @@ pub struct Registry {
     pub store: Arc<dyn Backend>,
     pub schema: Arc<dyn SchemaLookup>,
     pub unknown_fields: UnknownFields,
+    /// Namespace phases for NamespaceLifecycle admission.
+    pub namespaces: Arc<crate::nscache::NamespaceCache>,
 }
 
 /// What an update-style operation produced.
@@ -231,23 +233,28 @@ impl Registry {
         }
     }
 
-    async fn namespace_admission(&self, res: &ResourceInfo, ns: &str) -> ApiResult<()> {
+    /// NamespaceLifecycle: the namespace must exist and not be terminating. Answered from
+    /// the namespace cache; a namespace the cache has not seen is read from the store.
+    async fn namespace_admission(&self, res: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
         if !res.namespaced {
             return Ok(());
         }
-        let nsres = crate::resources::find("", "v1", "namespaces").expect("namespaces served");
-        let (kv, _) = self.store.get(&key(nsres, "", ns), 0).await?;
-        let Some(kv) = kv else {
-            return Err(ApiError::not_found("namespaces", ns));
+        let phase = match self.namespaces.get(ns) {
+            Some(p) => p,
+            None => {
+                let nsres =
+                    crate::resources::find("", "v1", "namespaces").expect("namespaces served");
+                let (kv, _) = self.store.get(&key(nsres, "", ns), 0).await?;
+                let Some(kv) = kv else {
+                    return Err(ApiError::not_found("namespaces", ns));
+                };
+                crate::nscache::phase_of(&decode(nsres, &kv)?)
+            }
         };
-        let nsobj = decode(nsres, &kv)?;
-        if nsobj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
-            || meta::meta_str(&nsobj, "deletionTimestamp").is_some()
-        {
+        if phase == crate::nscache::Phase::Terminating {
             return Err(ApiError::forbidden(format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 res.qualified_name(),
-                "",
             )));
         }
         Ok(())
@@ -346,7 +353,7 @@ impl Registry {
         warnings: Vec<String>,
     ) -> ApiResult<Written> {
         let name = meta::name(&obj).to_string();
-        self.namespace_admission(res, ns).await?;
+        self.namespace_admission(res, ns, &name).await?;
         let k = key(res, ns, &name);
         if opts.dry_run {
             if self.store.get(&k, 0).await?.0.is_some() {

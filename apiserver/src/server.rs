@@ -50,6 +50,7 @@ impl App {
         let openapi = Arc::new(OpenApi::new());
         let oa = openapi.clone();
         let registry = Arc::new(Registry {
+            namespaces: crate::nscache::NamespaceCache::start(store.clone()),
             store,
             schema: openapi.clone(),
             unknown_fields: Arc::new(move |schema: &str, obj: &Value| {
