@@ -766,18 +766,9 @@ impl Registry {
                     if opts.dry_run || already && finalizers == before {
                         return Ok((obj, false));
                     }
-                    match self
-                        .store
-                        .update(&k, encode(res, &obj), kv.mod_revision)
-                        .await
-                    {
-                        Ok(rev) => {
-                            meta::meta_mut(&mut obj)
-                                .insert("resourceVersion".into(), json!(rev.to_string()));
-                            return Ok((obj, false));
-                        }
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
+                    match self.store_marked(res, &k, obj, kv.mod_revision).await? {
+                        Some(marked) => return Ok((marked, false)),
+                        None => continue,
                     }
                 }
             }
@@ -806,18 +797,9 @@ impl Registry {
                     if opts.dry_run {
                         return Ok((obj, false));
                     }
-                    match self
-                        .store
-                        .update(&k, encode(res, &obj), kv.mod_revision)
-                        .await
-                    {
-                        Ok(rev) => {
-                            meta::meta_mut(&mut obj)
-                                .insert("resourceVersion".into(), json!(rev.to_string()));
-                            return Ok((obj, false));
-                        }
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
+                    match self.store_marked(res, &k, obj, kv.mod_revision).await? {
+                        Some(marked) => return Ok((marked, false)),
+                        None => continue,
                     }
                 }
             }
@@ -842,6 +824,28 @@ impl Registry {
             name,
             "too many concurrent updates",
         ))
+    }
+}
+
+impl Registry {
+    /// Stores an object marked for deletion (deletionTimestamp, finalizers) if it is still
+    /// at `rev`; None on a revision conflict, for the caller to retry.
+    async fn store_marked(
+        &self,
+        res: &ResourceInfo,
+        k: &str,
+        mut obj: Value,
+        rev: i64,
+    ) -> ApiResult<Option<Value>> {
+        match self.store.update(k, encode(res, &obj), rev).await {
+            Ok(new_rev) => {
+                meta::meta_mut(&mut obj)
+                    .insert("resourceVersion".into(), json!(new_rev.to_string()));
+                Ok(Some(obj))
+            }
+            Err(StoreError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
