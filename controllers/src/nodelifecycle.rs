@@ -817,7 +817,10 @@ mod tests {
         let taints = vec![taint(TAINT_UNREACHABLE, "NoExecute", Some(t(0)))];
         assert_eq!(eviction_time(&taints, &[], None), Some(None));
         let forever = tol(TAINT_UNREACHABLE, "Exists", "NoExecute", None);
-        assert_eq!(eviction_time(&taints, std::slice::from_ref(&forever), None), None);
+        assert_eq!(
+            eviction_time(&taints, std::slice::from_ref(&forever), None),
+            None
+        );
         let five = tol(TAINT_UNREACHABLE, "Exists", "NoExecute", Some(300));
         assert_eq!(
             eviction_time(&taints, std::slice::from_ref(&five), Some(t(-10))),
