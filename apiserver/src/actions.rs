@@ -36,16 +36,32 @@ impl Registry {
             if !f(&mut obj)? {
                 return Ok(obj);
             }
-            let mut stored = obj.clone();
-            if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
+            // Serialized without resourceVersion; the object itself is only converted (and
+            // so copied) when its storage form differs (events.k8s.io).
+            let mut rv_at = None;
+            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                rv_at = m.keys().position(|k| k == "resourceVersion");
+                m.shift_remove("resourceVersion");
             }
-            let stored = crate::conversion::to_storage(res, stored);
-            let bytes = bytes::Bytes::from(serde_json::to_vec(&stored).unwrap_or_default());
+            let bytes = if crate::conversion::is_new_event(res) {
+                let stored = crate::conversion::to_storage(res, obj.clone());
+                serde_json::to_vec(&stored)
+            } else {
+                serde_json::to_vec(&obj)
+            };
+            let bytes = bytes::Bytes::from(bytes.unwrap_or_default());
             match self.store.update(&k, bytes, kv.mod_revision).await {
                 Ok(rev) => {
-                    meta::meta_mut(&mut obj)
-                        .insert("resourceVersion".into(), json!(rev.to_string()));
+                    let m = meta::meta_mut(&mut obj);
+                    let rv = json!(rev.to_string());
+                    match rv_at {
+                        Some(i) if i <= m.len() => {
+                            m.shift_insert(i, "resourceVersion".into(), rv);
+                        }
+                        _ => {
+                            m.insert("resourceVersion".into(), rv);
+                        }
+                    }
                     return Ok(obj);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -243,10 +259,10 @@ impl Registry {
 }
 
 fn too_many(message: &str, cause: String) -> ApiError {
-    let mut e = ApiError::new(429, "TooManyRequests", message);
-    e = e.with_details(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]}));
-    e.retry_after = Some(10);
-    e
+    let e = ApiError::new(429, "TooManyRequests", message);
+    // Upstream passes retryAfterSeconds 0: no Retry-After header, which client-go would
+    // otherwise honour by silently retrying the POST (kubectl drain would hang).
+    e.with_details(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]}))
 }
 
 fn check_budget(pdb: &Value) -> ApiResult<()> {

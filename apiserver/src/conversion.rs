@@ -24,7 +24,7 @@ pub fn storage_of(res: &ResourceInfo) -> &ResourceInfo {
     }
 }
 
-fn is_new_event(res: &ResourceInfo) -> bool {
+pub(crate) fn is_new_event(res: &ResourceInfo) -> bool {
     res.group == "events.k8s.io" && res.plural == "events"
 }
 

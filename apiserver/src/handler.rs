@@ -702,6 +702,8 @@ async fn resource(
                 resource_version: q.get("resourceVersion").cloned(),
                 timeout,
                 bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
+                raw: shape == Shape::Object
+                    && std::ptr::eq(crate::conversion::storage_of(res), res),
             };
             let first = std::sync::atomic::AtomicBool::new(true);
             let inc = include_object(&q);

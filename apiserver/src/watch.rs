@@ -18,6 +18,9 @@ pub struct WatchParams {
     pub resource_version: Option<String>,
     pub timeout: Duration,
     pub bookmarks: bool,
+    /// Events may be written from the stored JSON without decoding (plain JSON objects
+    /// with no selectors): the resourceVersion is spliced in, nothing is re-encoded.
+    pub raw: bool,
 }
 
 /// Renders one event for the wire (JSON, or a Table row), given the event type and object.
@@ -51,6 +54,7 @@ pub async fn start(
         parse_rv(&rv)?
     };
     let watch = reg.store.watch(&base, from).await;
+    let raw = params.raw && filter.is_empty();
     tokio::spawn(async move {
         let mut last_rev = from;
         let mut stream = match watch {
@@ -97,14 +101,36 @@ pub async fn start(
                     };
                     for ev in batch {
                         last_rev = ev.revision();
-                        let Some((ty, obj)) = translate(res, &ev, &filter) else { continue };
-                        if tx.send(encode(ty, &obj)).await.is_err() { return; }
+                        let line = match raw_event(&ev).filter(|_| raw) {
+                            Some(line) => line,
+                            None => match translate(res, &ev, &filter) {
+                                Some((ty, obj)) => encode(ty, &obj),
+                                None => continue,
+                            },
+                        };
+                        if tx.send(line).await.is_err() { return; }
                     }
                 }
             }
         }
     });
     Ok(rx)
+}
+
+/// An unfiltered watch event written straight from the stored bytes (None when the
+/// stored layout needs decoding).
+fn raw_event(ev: &Event) -> Option<Bytes> {
+    let (ty, value, rev) = match ev {
+        Event::Create { kv } => ("ADDED", &kv.value, kv.mod_revision),
+        Event::Update { kv, .. } => ("MODIFIED", &kv.value, kv.mod_revision),
+        Event::Delete { prev, revision } => ("DELETED", &prev.value, *revision),
+    };
+    let obj = crate::list::splice_resource_version(value, rev)?;
+    let mut line = Vec::with_capacity(obj.len() + 32);
+    line.extend_from_slice(format!("{{\"type\":\"{ty}\",\"object\":").as_bytes());
+    line.extend_from_slice(&obj);
+    line.extend_from_slice(b"}\n");
+    Some(Bytes::from(line))
 }
 
 /// Maps a store event to a watch event, honouring selectors: an object that starts

@@ -870,3 +870,427 @@ mod tests {
         assert_eq!((r.status, r.body_str().as_str()), (201, "abcde"));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Playing the kubelet through the API.
+
+impl ApiClient {
+    /// A JSON merge patch (`application/merge-patch+json`).
+    pub fn patch_merge(&self, path: &str, body: &serde_json::Value) -> Result<Response> {
+        self.request(
+            "PATCH",
+            path,
+            Some("application/merge-patch+json"),
+            Some(&serde_json::to_vec(body)?),
+        )
+    }
+
+    pub fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<Response> {
+        self.request("PUT", path, None, Some(&serde_json::to_vec(body)?))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Response> {
+        self.request("DELETE", path, None, None)
+    }
+
+    /// GETs `path` and parses the JSON body; errors on a non-2xx status.
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let r = self.get(path)?;
+        if !(200..300).contains(&r.status) {
+            bail!("GET {path}: {} {}", r.status, r.body_str());
+        }
+        r.json()
+    }
+}
+
+/// `now` in RFC 3339 UTC with microseconds (a MicroTime), e.g. `2025-01-02T03:04:05.123456Z`.
+pub fn rfc3339_micros(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
+        d.subsec_micros()
+    )
+}
+
+/// `now` in RFC 3339 UTC with seconds (a metav1.Time).
+pub fn rfc3339_now() -> String {
+    let s = rfc3339_micros(std::time::SystemTime::now());
+    format!("{}Z", &s[..19])
+}
+
+/// One node a [`FakeKubelet`] registers.
+#[derive(Debug, Clone)]
+pub struct FakeNode {
+    pub name: String,
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+    pub labels: Vec<(String, String)>,
+    /// Taints as JSON objects (`{"key":..,"value":..,"effect":..}`).
+    pub taints: Vec<serde_json::Value>,
+}
+
+impl FakeNode {
+    /// A node with 4 cpu, 8Gi memory, 110 pods.
+    pub fn new(name: &str) -> FakeNode {
+        FakeNode {
+            name: name.to_string(),
+            cpu: "4".into(),
+            memory: "8Gi".into(),
+            pods: 110,
+            labels: Vec::new(),
+            taints: Vec::new(),
+        }
+    }
+    pub fn cpu(mut self, cpu: &str) -> Self {
+        self.cpu = cpu.into();
+        self
+    }
+    pub fn memory(mut self, m: &str) -> Self {
+        self.memory = m.into();
+        self
+    }
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.labels.push((k.into(), v.into()));
+        self
+    }
+    pub fn taint(mut self, key: &str, value: &str, effect: &str) -> Self {
+        let mut t = serde_json::json!({"key": key, "effect": effect});
+        if !value.is_empty() {
+            t["value"] = value.into();
+        }
+        self.taints.push(t);
+        self
+    }
+}
+
+#[derive(Default)]
+struct KubeletShared {
+    stop: bool,
+    /// Nodes whose kubelet is "dead": no lease renewals, no pod handling.
+    dead: std::collections::HashSet<String>,
+}
+
+/// Plays the kubelet for some nodes through the API, from a background thread stopped on
+/// drop: registers the Node objects (capacity, labels, taints, Ready=True), renews their
+/// Leases in `kube-node-lease` every 2 s, marks pods bound to them Running and Ready (pods
+/// with restartPolicy Never/OnFailure then Succeeded about a second later), and finishes
+/// the deletion (grace 0) of their pods that have a deletionTimestamp.
+pub struct FakeKubelet {
+    shared: Arc<std::sync::Mutex<KubeletShared>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeKubelet {
+    /// Registers `nodes` (synchronously, so they exist when this returns) and starts.
+    pub fn start(client: ApiClient, nodes: Vec<FakeNode>) -> Result<FakeKubelet> {
+        for (i, n) in nodes.iter().enumerate() {
+            register_node(&client, n, i)?;
+            renew_lease(&client, &n.name)?;
+        }
+        let shared = Arc::new(std::sync::Mutex::new(KubeletShared::default()));
+        let sh = shared.clone();
+        let handle = std::thread::spawn(move || kubelet_loop(client, nodes, sh));
+        Ok(FakeKubelet {
+            shared,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stops playing the kubelet for `node` (its Lease goes stale, its pods stay as they are).
+    pub fn kill_node(&self, node: &str) {
+        self.shared.lock().unwrap().dead.insert(node.to_string());
+    }
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.shared.lock().unwrap().stop = true;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn node_ip(i: usize) -> String {
+    format!("172.31.0.{}", i + 10)
+}
+
+fn register_node(c: &ApiClient, n: &FakeNode, i: usize) -> Result<()> {
+    let mut labels = serde_json::Map::new();
+    for (k, v) in [
+        ("kubernetes.io/hostname", n.name.as_str()),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", "amd64"),
+        ("beta.kubernetes.io/os", "linux"),
+        ("beta.kubernetes.io/arch", "amd64"),
+    ] {
+        labels.insert(k.into(), v.into());
+    }
+    for (k, v) in &n.labels {
+        labels.insert(k.clone(), v.clone().into());
+    }
+    let node = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": n.name, "labels": labels},
+        "spec": {"taints": n.taints},
+    });
+    let r = c.post_json("/api/v1/nodes", &node)?;
+    if r.status != 201 && r.status != 409 {
+        bail!("creating node {}: {} {}", n.name, r.status, r.body_str());
+    }
+    let res = serde_json::json!({"cpu": n.cpu, "memory": n.memory, "pods": n.pods.to_string(),
+        "ephemeral-storage": "100Gi"});
+    let now = rfc3339_now();
+    let cond = |ty: &str, st: &str, reason: &str, msg: &str| {
+        serde_json::json!({"type": ty, "status": st, "reason": reason, "message": msg,
+            "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    let status = serde_json::json!({"status": {
+        "capacity": res, "allocatable": res,
+        "conditions": [
+            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ],
+        "addresses": [{"type": "InternalIP", "address": node_ip(i)}, {"type": "Hostname", "address": n.name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "6.1.0",
+            "osImage": "fake", "containerRuntimeVersion": "fake://1.0", "kubeletVersion": "v1.33.0",
+            "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64"},
+    }});
+    let r = c.patch_merge(&format!("/api/v1/nodes/{}/status", n.name), &status)?;
+    if r.status != 200 {
+        bail!("node {} status: {} {}", n.name, r.status, r.body_str());
+    }
+    Ok(())
+}
+
+fn renew_lease(c: &ApiClient, node: &str) -> Result<()> {
+    let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}");
+    let now = rfc3339_micros(std::time::SystemTime::now());
+    let r = c.patch_merge(&path, &serde_json::json!({"spec": {"renewTime": now}}))?;
+    if r.status == 404 {
+        let lease = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": node, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now},
+        });
+        let r = c.post_json(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            &lease,
+        )?;
+        if r.status != 201 {
+            bail!("creating lease {node}: {} {}", r.status, r.body_str());
+        }
+    } else if r.status != 200 {
+        bail!("renewing lease {node}: {} {}", r.status, r.body_str());
+    }
+    Ok(())
+}
+
+fn kubelet_loop(c: ApiClient, nodes: Vec<FakeNode>, shared: Arc<std::sync::Mutex<KubeletShared>>) {
+    let index: std::collections::HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
+    let mut last_renew = Instant::now();
+    // Pod uid -> when we marked it Running (for run-to-completion pods).
+    let mut started: std::collections::HashMap<String, Instant> = Default::default();
+    let mut ip_seq: u32 = 0;
+    loop {
+        let dead = {
+            let s = shared.lock().unwrap();
+            if s.stop {
+                return;
+            }
+            s.dead.clone()
+        };
+        if last_renew.elapsed() >= Duration::from_secs(2) {
+            last_renew = Instant::now();
+            for n in nodes.iter().filter(|n| !dead.contains(&n.name)) {
+                let _ = renew_lease(&c, &n.name);
+            }
+        }
+        if let Ok(list) = c.get_json("/api/v1/pods") {
+            for p in list["items"].as_array().into_iter().flatten() {
+                let Some(node) = p["spec"]["nodeName"].as_str() else {
+                    continue;
+                };
+                let Some(&ni) = index.get(node) else { continue };
+                if dead.contains(node) {
+                    continue;
+                }
+                let (ns, name) = (
+                    p["metadata"]["namespace"].as_str().unwrap_or("default"),
+                    p["metadata"]["name"].as_str().unwrap_or_default(),
+                );
+                let uid = p["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
+                if !p["metadata"]["deletionTimestamp"].is_null() {
+                    let body = serde_json::json!({"kind": "DeleteOptions", "apiVersion": "v1",
+                        "gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+                    let _ = c.request(
+                        "DELETE",
+                        &path,
+                        None,
+                        Some(&serde_json::to_vec(&body).unwrap()),
+                    );
+                    continue;
+                }
+                let phase = p["status"]["phase"].as_str().unwrap_or("Pending");
+                let run_to_completion = p["spec"]["restartPolicy"]
+                    .as_str()
+                    .is_some_and(|r| r != "Always");
+                match phase {
+                    "Pending" => {
+                        ip_seq += 1;
+                        let ip = format!("10.88.{}.{}", ni, ip_seq % 250 + 2);
+                        let _ = c.patch_merge(
+                            &format!("{path}/status"),
+                            &pod_status(p, "Running", &ip, &node_ip(ni)),
+                        );
+                        started.insert(uid, Instant::now());
+                    }
+                    "Running" if run_to_completion => {
+                        let t = *started.entry(uid).or_insert_with(Instant::now);
+                        if t.elapsed() >= Duration::from_secs(1) {
+                            let ip = p["status"]["podIP"].as_str().unwrap_or("").to_string();
+                            let _ = c.patch_merge(
+                                &format!("{path}/status"),
+                                &pod_status(p, "Succeeded", &ip, &node_ip(ni)),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn pod_status(p: &serde_json::Value, phase: &str, ip: &str, host_ip: &str) -> serde_json::Value {
+    let now = rfc3339_now();
+    let running = phase == "Running";
+    let ready = if running { "True" } else { "False" };
+    let started = p["status"]["startTime"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| now.clone());
+    let containers: Vec<serde_json::Value> = p["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let state = if running {
+                serde_json::json!({"running": {"startedAt": started}})
+            } else {
+                serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed",
+                    "startedAt": started, "finishedAt": now}})
+            };
+            serde_json::json!({
+                "name": c["name"], "image": c["image"],
+                "imageID": format!("docker.io/library/{}@sha256:0", c["image"].as_str().unwrap_or("")),
+                "containerID": "containerd://0", "ready": running, "started": running,
+                "restartCount": 0, "state": state,
+            })
+        })
+        .collect();
+    let cond = |ty: &str, st: &str| {
+        let mut c = serde_json::json!({"type": ty, "status": st, "lastTransitionTime": now,
+            "lastProbeTime": null});
+        if !running && (ty == "Ready" || ty == "ContainersReady") {
+            c["reason"] = "PodCompleted".into();
+        }
+        c
+    };
+    serde_json::json!({"status": {
+        "phase": phase,
+        "conditions": [
+            cond("PodReadyToStartContainers", ready),
+            cond("Initialized", "True"),
+            cond("Ready", ready),
+            cond("ContainersReady", ready),
+            cond("PodScheduled", "True"),
+        ],
+        "containerStatuses": containers,
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "startTime": started,
+        "qosClass": p["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
+    }})
+}
+
+impl Kubectl {
+    /// `kubectl get WHAT -o json`, parsed.
+    #[track_caller]
+    pub fn get_json(&self, what: &[&str]) -> serde_json::Value {
+        let mut args: Vec<&str> = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", "json"]);
+        let out = self.ok(&args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}: {out}"))
+    }
+
+    /// `kubectl get WHAT -o jsonpath=PATH`; `None` when kubectl fails (e.g. not found).
+    pub fn jsonpath(&self, what: &[&str], path: &str) -> Option<String> {
+        let arg = format!("jsonpath={path}");
+        let mut args: Vec<&str> = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", &arg]);
+        let out = self.run(&args);
+        (out.code == 0).then_some(out.stdout)
+    }
+
+    /// Pipes a JSON (or YAML) manifest into `kubectl VERB -f -` and asserts success.
+    #[track_caller]
+    pub fn apply_json(&self, verb: &str, manifest: &serde_json::Value) -> String {
+        let out = self.with_stdin(&[verb, "-f", "-"], &manifest.to_string());
+        assert_eq!(
+            out.code, 0,
+            "kubectl {verb} -f - failed for {manifest}:\nstdout: {}\nstderr: {}",
+            out.stdout, out.stderr
+        );
+        out.stdout
+    }
+}
+
+/// Polls `f` (every 200 ms) until it returns `Some` and returns that, or panics after
+/// `timeout` saying what was awaited and the last value seen by `last`.
+#[track_caller]
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -102,6 +102,60 @@ pub async fn event(
     }
 }
 
+/// Events written in the background by a few writers through a bounded queue, dropped
+/// when the queue is full, as client-go's event broadcaster does (1,000 queued,
+/// `DropIfChannelFull`): a burst of bindings is not slowed down by one event write per pod.
+#[derive(Clone)]
+pub struct EventQueue {
+    tx: tokio::sync::mpsc::Sender<QueuedEvent>,
+}
+
+struct QueuedEvent {
+    pod: PodRef,
+    type_: &'static str,
+    reason: &'static str,
+    action: &'static str,
+    message: String,
+}
+
+impl EventQueue {
+    /// Starts the writers; they stop when every clone of the queue is dropped.
+    pub fn start(client: kube::Client, capacity: usize, writers: usize) -> EventQueue {
+        use futures::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel::<QueuedEvent>(capacity.max(1));
+        let events =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+        tokio::spawn(events.for_each_concurrent(writers.max(1), move |e| {
+            let client = client.clone();
+            async move {
+                event(&client, &e.pod, e.type_, e.reason, e.action, &e.message).await;
+            }
+        }));
+        EventQueue { tx }
+    }
+
+    /// Queues an event; drops it when the queue is full.
+    pub fn post(
+        &self,
+        pod: PodRef,
+        type_: &'static str,
+        reason: &'static str,
+        action: &'static str,
+        message: String,
+    ) {
+        let e = QueuedEvent {
+            pod,
+            type_,
+            reason,
+            action,
+            message,
+        };
+        if let Err(e) = self.tx.try_send(e) {
+            tracing::debug!(error = %e, "event queue full, dropping event");
+        }
+    }
+}
+
 /// What the side-effect tasks need to know about a pod.
 #[derive(Debug, Clone)]
 pub struct PodRef {

@@ -76,6 +76,7 @@ struct Scheduler {
     start: usize,
     sem: Arc<Semaphore>,
     bind_tx: mpsc::UnboundedSender<BindDone>,
+    events: binder::EventQueue,
     pods_synced: bool,
     nodes_synced: bool,
     pod_init: Option<HashSet<String>>,
@@ -259,19 +260,13 @@ impl Scheduler {
         tracing::info!(pod = ?pod.metadata.name, error = %err, "binding failed");
         self.queue.add_or_update(pod.clone(), Instant::now());
         self.queue.backoff(&done.uid, Instant::now());
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            let msg = format!("Binding rejected: {err}");
-            binder::event(
-                &client,
-                &PodRef::of(&pod),
-                "Warning",
-                "FailedScheduling",
-                "Scheduling",
-                &msg,
-            )
-            .await;
-        });
+        self.events.post(
+            PodRef::of(&pod),
+            "Warning",
+            "FailedScheduling",
+            "Scheduling",
+            format!("Binding rejected: {err}"),
+        );
     }
 
     /// One scheduling attempt for the next active pod.
@@ -306,6 +301,7 @@ impl Scheduler {
                 self.snap.add_pod(&node, sched.info.clone());
                 self.assumed.insert(uid.clone(), pod.clone());
                 let tx = self.bind_tx.clone();
+                let events = self.events.clone();
                 tokio::spawn(async move {
                     let pr = PodRef::of(&pod);
                     let result =
@@ -319,7 +315,7 @@ impl Scheduler {
                             "Successfully assigned {}/{} to {}",
                             pr.namespace, pr.name, node
                         );
-                        binder::event(&client, &pr, "Normal", "Scheduled", "Binding", &msg).await;
+                        events.post(pr, "Normal", "Scheduled", "Binding", msg);
                     }
                 });
             }
@@ -379,7 +375,9 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     futures::pin_mut!(pod_stream);
     futures::pin_mut!(node_stream);
     let (bind_tx, mut bind_rx) = mpsc::unbounded_channel();
+    let events = binder::EventQueue::start(client.clone(), 1000, 4);
     let mut s = Scheduler {
+        events,
         client,
         sem: Arc::new(Semaphore::new(config.parallelism.max(1))),
         config,

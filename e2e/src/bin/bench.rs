@@ -32,6 +32,10 @@ struct Cfg {
     pods: usize,
     watchers: usize,
     watch_writes: usize,
+    sched_nodes: usize,
+    sched_pods: usize,
+    deploy_nodes: usize,
+    deploy_replicas: usize,
     /// Flags that turn off the in-process controller manager and scheduler, when the
     /// binary has them (figures 3-5 measure the API server and store alone).
     api_only_flags: Vec<String>,
@@ -713,7 +717,7 @@ impl Report {
         println!();
         if !cfg.api_only_flags.is_empty() {
             println!(
-                "Figures 1-2 run the full server (`server --disable-agent`); figures 3-5 add `{}`.",
+                "Figures 1-2 and 6-8 run the full server (`server --disable-agent`); figures 3-5 add `{}`.",
                 cfg.api_only_flags.join(" ")
             );
         }
@@ -1343,6 +1347,489 @@ async fn fig_watch(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Figures 6-8: scheduler and controllers end to end.
+
+/// RFC 3339 UTC timestamp with microseconds (for Node heartbeats and Lease renewTime).
+fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        d.subsec_micros()
+    )
+}
+
+/// A Ready node with room for `pods` pods (as a kubelet would register it).
+fn node_obj(name: &str, pods: u32) -> Bytes {
+    let now = rfc3339_now();
+    let res = json!({"cpu": "64", "memory": "256Gi", "pods": pods.to_string(), "ephemeral-storage": "100Gi"});
+    let cond = |t: &str, s: &str, r: &str| {
+        json!({"type": t, "status": s, "reason": r, "message": r,
+               "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+            "topology.kubernetes.io/zone": format!("zone-{}", name.len() % 3)}},
+        "spec": {},
+        "status": {
+            "capacity": res, "allocatable": res,
+            "conditions": [cond("Ready", "True", "KubeletReady"),
+                           cond("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+                           cond("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+                           cond("PIDPressure", "False", "KubeletHasSufficientPID")],
+            "nodeInfo": {"kubeletVersion": "v1.31.0", "operatingSystem": "linux", "architecture": "amd64",
+                         "containerRuntimeVersion": "containerd://1.7.0", "kernelVersion": "6.1.0",
+                         "osImage": "bench", "kubeProxyVersion": "v1.31.0", "machineID": "", "systemUUID": "",
+                         "bootID": ""}
+        }
+    })
+    .to_string()
+    .into()
+}
+
+fn lease_obj(name: &str) -> Bytes {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": rfc3339_now()}
+    })
+    .to_string()
+    .into()
+}
+
+/// A pending pod of `pod(i)`'s shape, without ownerReferences (a dangling owner would be
+/// garbage-collected while the controllers run).
+fn sched_pod(i: usize) -> Bytes {
+    let mut v: Value = serde_json::from_slice(&pod(i)).expect("pod json");
+    let m = v["metadata"].as_object_mut().expect("metadata");
+    m.remove("ownerReferences");
+    m.insert("name".into(), json!(format!("sched-{i:05}")));
+    Bytes::from(v.to_string())
+}
+
+/// Creates `n` Ready nodes named `{prefix}-{i:04}` and their Leases (8 clients).
+async fn create_nodes(cs: &[H2], n: usize, prefix: &str) -> Result<Throughput> {
+    let cs = cs.to_vec();
+    let prefix = prefix.to_string();
+    run_load(n, cs.len(), Duration::from_secs(120), move |w, i| {
+        let c = cs[w].clone();
+        let name = format!("{prefix}-{i:04}");
+        async move {
+            let (st, b) = c.req("POST", "/api/v1/nodes", node_obj(&name, 110)).await?;
+            if st != 201 {
+                bail!("create node: {st}: {}", String::from_utf8_lossy(&b));
+            }
+            let (st, b) = c
+                .req(
+                    "POST",
+                    "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                    lease_obj(&name),
+                )
+                .await?;
+            if st != 201 {
+                bail!("create lease: {st}: {}", String::from_utf8_lossy(&b));
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Renews the Leases of `n` nodes every 10 s (as kubelets do), so that the node lifecycle
+/// controller keeps them Ready while a figure runs. Aborted by the caller.
+fn renew_leases(c: H2, n: usize, prefix: &str) -> tokio::task::JoinHandle<()> {
+    let prefix = prefix.to_string();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let now = rfc3339_now();
+            for i in 0..n {
+                let path = format!(
+                    "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{prefix}-{i:04}"
+                );
+                let patch = json!({"spec": {"renewTime": now}}).to_string();
+                let req = hyper::Request::builder()
+                    .method("PATCH")
+                    .uri(format!("{}{path}", c.base))
+                    .header("content-type", "application/merge-patch+json")
+                    .header("accept", "application/json")
+                    .body(Full::new(Bytes::from(patch)));
+                let Ok(req) = req else { return };
+                let mut s = c.send.clone();
+                if s.ready().await.is_err() {
+                    return;
+                }
+                if let Ok(resp) = s.send_request(req).await {
+                    let _ = resp.into_body().collect().await;
+                }
+            }
+        }
+    })
+}
+
+/// The parts of a pod watch event the bench reads.
+#[derive(serde::Deserialize)]
+struct PodEv {
+    object: PodEvObj,
+}
+#[derive(serde::Deserialize)]
+struct PodEvObj {
+    metadata: PodEvMeta,
+    #[serde(default)]
+    spec: Option<PodEvSpec>,
+}
+#[derive(serde::Deserialize)]
+struct PodEvMeta {
+    #[serde(default)]
+    name: String,
+}
+#[derive(serde::Deserialize)]
+struct PodEvSpec {
+    #[serde(default, rename = "nodeName")]
+    node_name: Option<String>,
+}
+
+/// A pod watch recording, per pod name, when it was first seen bound (arrival time of the
+/// watch event carrying `spec.nodeName`) and when it was first seen at all.
+struct PodWatch {
+    bound: Arc<Mutex<std::collections::HashMap<String, (Instant, String)>>>,
+    seen: Arc<Mutex<std::collections::HashMap<String, Instant>>>,
+    nbound: Arc<AtomicUsize>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl PodWatch {
+    async fn start(c: &H2, ns: &str, selector: &str) -> Result<PodWatch> {
+        let v: Value = serde_json::from_slice(
+            &c.get(&format!("/api/v1/namespaces/{ns}/pods?limit=1"))
+                .await?,
+        )?;
+        let rv = v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        let mut path = format!(
+            "/api/v1/namespaces/{ns}/pods?watch=true&resourceVersion={rv}&timeoutSeconds=900"
+        );
+        if !selector.is_empty() {
+            path.push_str("&labelSelector=");
+            path.push_str(&urlencode(selector));
+        }
+        let resp = c.start("GET", &path, Bytes::new()).await?;
+        if resp.status() != 200 {
+            bail!("pod watch: {}", resp.status());
+        }
+        let bound = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let seen = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let nbound = Arc::new(AtomicUsize::new(0));
+        let (b2, s2, n2) = (bound.clone(), seen.clone(), nbound.clone());
+        let reader = tokio::spawn(async move {
+            let mut body = resp.into_body();
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(f) = body.frame().await {
+                let Ok(f) = f else { break };
+                let Ok(data) = f.into_data() else { continue };
+                let now = Instant::now();
+                buf.extend_from_slice(&data);
+                let mut start = 0;
+                while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+                    let line = &buf[start..start + nl];
+                    start += nl + 1;
+                    let Ok(ev) = serde_json::from_slice::<PodEv>(line) else {
+                        continue;
+                    };
+                    let name = ev.object.metadata.name;
+                    s2.lock().unwrap().entry(name.clone()).or_insert(now);
+                    if let Some(node) = ev
+                        .object
+                        .spec
+                        .and_then(|s| s.node_name)
+                        .filter(|n| !n.is_empty())
+                    {
+                        let mut b = b2.lock().unwrap();
+                        if let std::collections::hash_map::Entry::Vacant(e) = b.entry(name) {
+                            e.insert((now, node));
+                            n2.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                buf.drain(..start);
+            }
+        });
+        Ok(PodWatch {
+            bound,
+            seen,
+            nbound,
+            reader,
+        })
+    }
+
+    /// Waits until `n` pods were seen bound; false on timeout.
+    async fn wait_bound(&self, n: usize, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while self.nbound.load(Ordering::Relaxed) < n {
+            if Instant::now() > until || self.reader.is_finished() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// 6 (scheduler throughput, 1,000 nodes, 10,000 pods) and 8 (idle RSS of the controller
+/// manager + scheduler with that data).
+async fn fig_scheduler(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
+    let (nn, np) = (cfg.sched_nodes, cfg.sched_pods);
+    let data = tmp.join("srv-sched");
+    eprintln!("[6] scheduler throughput: {nn} nodes, {np} pods (embedded store, full server)");
+    let (srv, _) = start_server(cfg, "server-sched", &data, None).await?;
+    let cs = clients(&srv, 8).await?;
+    let t = Instant::now();
+    create_nodes(&cs, nn, "node").await?;
+    let nodes_s = t.elapsed().as_secs_f64();
+    let renew = renew_leases(srv.client().await?, nn, "node");
+    // Let the scheduler's node informer and the node lifecycle controller see the nodes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let watch = PodWatch::start(&srv.client().await?, "default", "").await?;
+    let sent: Arc<Vec<Mutex<Option<Instant>>>> =
+        Arc::new((0..np).map(|_| Mutex::new(None)).collect());
+    let (cs2, sent2) = (cs.clone(), sent.clone());
+    let cpu = CpuMeter::start(&[
+        ("server", srv.proc.pid().to_string()),
+        ("bench", "self".into()),
+    ]);
+    let t0 = Instant::now();
+    // 8 creates in flight, as in figures 3-4. (32 were tried: creates got ~10 % faster
+    // but starved the scheduler's single event loop of CPU, and bindings fell behind.)
+    let created = run_load(np, 8, Duration::from_secs(600), move |w, i| {
+        let c = cs2[w].clone();
+        let sent = sent2.clone();
+        let body = sched_pod(i);
+        async move {
+            *sent[i].lock().unwrap() = Some(Instant::now());
+            let (st, b) = c
+                .req("POST", "/api/v1/namespaces/default/pods", body)
+                .await?;
+            if st != 201 {
+                bail!("create pod: {st}: {}", String::from_utf8_lossy(&b));
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let t_created = t0.elapsed();
+    let all = watch.wait_bound(np, Duration::from_secs(300)).await;
+    let cpu_s = cpu.finish(np);
+    let nbound = watch.nbound.load(Ordering::Relaxed);
+    let (lats, last, nodes_used) = {
+        let b = watch.bound.lock().unwrap();
+        let mut lats = Vec::with_capacity(np);
+        let mut last = t0;
+        for (i, s) in sent.iter().enumerate() {
+            let name = format!("sched-{i:05}");
+            if let (Some(s), Some((at, _))) = (*s.lock().unwrap(), b.get(&name)) {
+                lats.push(ms(at.saturating_duration_since(s)));
+                last = last.max(*at);
+            }
+        }
+        let nodes: std::collections::HashSet<&String> = b.values().map(|(_, n)| n).collect();
+        (lats, last, nodes.len())
+    };
+    let el = (last - t0).as_secs_f64();
+    let rate = nbound.min(np) as f64 / el;
+    let l = lat(lats);
+    renew.abort();
+    rep.row(
+        format!("6. Scheduler: {np} pods onto {nn} nodes, first create → last binding seen"),
+        format!("{rate:.0} pods/s ({nbound} bound in {el:.2} s)"),
+        "≥ 1,000 pods/s",
+        format!("{:.2}× target", rate / 1000.0),
+        Some(all && rate >= 1000.0),
+    );
+    rep.row(
+        "6. … per pod, create sent → binding seen on a watch",
+        fmt_lat(&l),
+        "(info)",
+        "",
+        None,
+    );
+    rep.note(format!(
+        "scheduler: {nn} nodes + Leases created in {nodes_s:.1} s; pods created at {:.0}/s (all sent in {:.2} s, create p99 {:.1} ms); \
+         {nodes_used} nodes used; max create→bound {:.0} ms; {cpu_s}",
+        created.per_sec,
+        t_created.as_secs_f64(),
+        created.lat.p99,
+        l.max
+    ));
+    drop(watch);
+    drop(cs);
+
+    if cfg.wants(8) {
+        eprintln!("[8] controller manager + scheduler RSS with {nn} nodes, {np} pods");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (warm, _) = rss_kib(srv.proc.pid())?;
+        srv.proc.stop();
+        let (mut full, _) = start_server(cfg, "server-sched-cold", &data, None).await?;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        full.proc.check_alive()?;
+        let (cold, _) = rss_kib(full.proc.pid())?;
+        full.proc.stop();
+        if cfg.api_only_flags.is_empty() {
+            rep.note(format!(
+                "8: no --disable-controllers/--disable-scheduler flags; full server idle RSS {:.1} MiB warm, {:.1} MiB cold",
+                warm as f64 / 1024.0,
+                cold as f64 / 1024.0
+            ));
+        } else {
+            let (mut api, _) =
+                start_server_with(cfg, "server-sched-api-only", &data, None, true).await?;
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            api.proc.check_alive()?;
+            let (base, _) = rss_kib(api.proc.pid())?;
+            api.proc.stop();
+            let diff = (cold as f64 - base as f64) / 1024.0;
+            rep.row(
+                format!("8. Controller manager + scheduler idle RSS, {nn} nodes + {np} pods (cold full − cold API-only)"),
+                format!(
+                    "{diff:.1} MiB ({:.1} − {:.1} MiB)",
+                    cold as f64 / 1024.0,
+                    base as f64 / 1024.0
+                ),
+                "< 100 MiB",
+                format!("{:.2}× target", diff / 100.0),
+                Some(diff < 100.0),
+            );
+            rep.note(format!(
+                "8: full server RSS right after figure 6 (warm, 5 s idle): {:.1} MiB; cold samples taken 8 s after /readyz",
+                warm as f64 / 1024.0
+            ));
+        }
+    } else {
+        srv.proc.stop();
+    }
+    Ok(())
+}
+
+/// 7: a Deployment of N replicas, create → all pods bound (100 nodes, full server).
+async fn fig_deployment(cfg: &Cfg, tmp: &Path, rep: &mut Report) -> Result<()> {
+    let (nn, reps) = (cfg.deploy_nodes, cfg.deploy_replicas);
+    eprintln!("[7] Deployment of {reps} replicas onto {nn} nodes (embedded store, full server)");
+    let (srv, _) = start_server(cfg, "server-deploy", &tmp.join("srv-deploy"), None).await?;
+    let cs = clients(&srv, 8).await?;
+    create_nodes(&cs, nn, "dnode").await?;
+    let renew = renew_leases(srv.client().await?, nn, "dnode");
+    // The default ServiceAccount must exist before pods are admitted.
+    let c = &cs[0];
+    let until = Instant::now() + Duration::from_secs(30);
+    while c
+        .req(
+            "GET",
+            "/api/v1/namespaces/default/serviceaccounts/default",
+            Bytes::new(),
+        )
+        .await?
+        .0
+        != 200
+    {
+        if Instant::now() > until {
+            bail!("default ServiceAccount not created within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let watch = PodWatch::start(&srv.client().await?, "default", "app=bench-deploy").await?;
+    let mut dep: Value = serde_json::from_slice(&sched_pod(0))?;
+    let template = json!({
+        "metadata": {"labels": {"app": "bench-deploy"}},
+        "spec": dep["spec"].take(),
+    });
+    let body = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "bench-deploy"},
+        "spec": {"replicas": reps, "selector": {"matchLabels": {"app": "bench-deploy"}}, "template": template}
+    })
+    .to_string();
+    let cpu = CpuMeter::start(&[
+        ("server", srv.proc.pid().to_string()),
+        ("bench", "self".into()),
+    ]);
+    let t0 = Instant::now();
+    let (st, b) = c
+        .req(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            body.into(),
+        )
+        .await?;
+    if st != 201 {
+        bail!("create deployment: {st}: {}", String::from_utf8_lossy(&b));
+    }
+    let all = watch.wait_bound(reps, Duration::from_secs(120)).await;
+    let cpu_s = cpu.finish(reps);
+    let nbound = watch.nbound.load(Ordering::Relaxed);
+    let (last_bound, last_seen, first_seen) = {
+        let b = watch.bound.lock().unwrap();
+        let s = watch.seen.lock().unwrap();
+        (
+            b.values().map(|(t, _)| *t).max(),
+            s.values().copied().max(),
+            s.values().copied().min(),
+        )
+    };
+    renew.abort();
+    drop(watch);
+    drop(cs);
+    srv.proc.stop();
+    let secs = |t: Option<Instant>| t.map_or(f64::NAN, |t| (t - t0).as_secs_f64());
+    let took = secs(last_bound);
+    rep.row(
+        format!("7. Deployment of {reps} replicas on {nn} nodes: create → all pods bound"),
+        if all {
+            format!("{took:.2} s")
+        } else {
+            format!(
+                "only {nbound}/{reps} bound after {:.0} s",
+                t0.elapsed().as_secs_f64()
+            )
+        },
+        "< 5 s",
+        format!("{:.2}× target", took / 5.0),
+        Some(all && took < 5.0),
+    );
+    rep.note(format!(
+        "deployment: first pod seen at {:.2} s, last pod created (seen) at {:.2} s, last bound at {took:.2} s; {cpu_s} (per pod)",
+        secs(first_seen),
+        secs(last_seen),
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 
 fn parse_args() -> Result<Cfg> {
     let mut quick = false;
@@ -1360,7 +1847,7 @@ fn parse_args() -> Result<Cfg> {
                 );
             }
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--only 1,2,3,4,5]");
+                println!("usage: bench [--quick] [--only 1,2,3,4,5,6,7,8]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
@@ -1401,6 +1888,10 @@ fn parse_args() -> Result<Cfg> {
         pods: if quick { 2000 } else { 10_000 },
         watchers: 1000,
         watch_writes: if quick { 10 } else { 20 },
+        sched_nodes: 1000,
+        sched_pods: if quick { 2000 } else { 10_000 },
+        deploy_nodes: 100,
+        deploy_replicas: 1000,
         api_only_flags,
     })
 }
@@ -1421,6 +1912,12 @@ async fn run(cfg: &Cfg, rep: &mut Report) -> Result<()> {
     }
     if cfg.wants(5) {
         fig_watch(cfg, t, rep).await?;
+    }
+    if cfg.wants(6) || cfg.wants(8) {
+        fig_scheduler(cfg, t, rep).await?;
+    }
+    if cfg.wants(7) {
+        fig_deployment(cfg, t, rep).await?;
     }
     Ok(())
 }
