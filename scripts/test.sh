@@ -9,4 +9,13 @@ cargo fmt --all -- --check
 cargo clippy --workspace --release --all-targets -- -D warnings
 cargo build --release -p minik8s
 export MINIK8S_BIN="$PWD/target/release/minik8s"
-cargo test --release --workspace -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release --workspace --lib --bins --tests -- --test-threads=2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
