@@ -644,8 +644,11 @@ async fn resource(
             };
             let unconverted = std::ptr::eq(crate::conversion::storage_of(res), res);
             if shape == Shape::Object && filter.is_empty() && unconverted {
-                let page = reg.list_raw(res, r.namespace.as_deref(), &params).await?;
-                return Ok(raw_list_response(res, page));
+                if params.limit > 0 {
+                    let page = reg.list_raw(res, r.namespace.as_deref(), &params).await?;
+                    return Ok(raw_list_response(res, page));
+                }
+                return streamed_list(reg, res, r.namespace.clone(), params).await;
             }
             let page = reg
                 .list(res, r.namespace.as_deref(), &filter, &params)
@@ -893,6 +896,83 @@ async fn resource(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// Items per store read when a full list is streamed.
+const STREAM_PAGE: i64 = 500;
+
+/// A full (unlimited) list streamed in store pages pinned to the first page's revision,
+/// so a large list starts leaving before it is all read and is never held whole.
+async fn streamed_list(
+    reg: Arc<crate::registry::Registry>,
+    res: &'static ResourceInfo,
+    ns: Option<String>,
+    params: ListParams,
+) -> ApiResult<Response> {
+    let first = reg
+        .list_raw(
+            res,
+            ns.as_deref(),
+            &ListParams {
+                limit: STREAM_PAGE,
+                ..params
+            },
+        )
+        .await?;
+    let head = format!(
+        "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"}},\"items\":[",
+        res.list_kind(),
+        res.api_version(),
+        first.revision
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let mut page = first;
+        let mut out = head.into_bytes();
+        let mut any = false;
+        loop {
+            for item in &page.items {
+                if any {
+                    out.push(b',');
+                }
+                any = true;
+                out.extend_from_slice(item);
+            }
+            let Some(token) = page.continue_token.take() else {
+                break;
+            };
+            if tx
+                .send(Ok(Bytes::from(std::mem::take(&mut out))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let next = ListParams {
+                limit: STREAM_PAGE,
+                continue_token: Some(token),
+                ..Default::default()
+            };
+            page = match reg.list_raw(res, ns.as_deref(), &next).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // Headers are gone: end the body early so the client sees a broken list.
+                    let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+                    return;
+                }
+            };
+        }
+        out.extend_from_slice(b"]}");
+        let _ = tx.send(Ok(Bytes::from(out))).await;
+    });
+    let mut resp = Response::new(Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 /// A list response assembled from raw item JSON (see `Registry::list_raw`).

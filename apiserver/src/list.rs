@@ -81,7 +81,7 @@ impl Filter {
 }
 
 /// Query parameters of a list.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ListParams {
     pub limit: i64,
     pub continue_token: Option<String>,

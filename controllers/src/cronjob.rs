@@ -6,7 +6,9 @@
 //! (`Action::requeue`), not a poll.
 
 use crate::cronsched::{self, Schedule};
-use crate::podctl::{self, Recorder};
+use crate::meta;
+use crate::podctl;
+use crate::recorder::Recorder;
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -124,7 +126,7 @@ async fn reconcile(cj: Arc<CronJob>, s: Arc<State>) -> Result<Action, Error> {
         .state()
         .into_iter()
         .filter(|j| j.metadata.namespace.as_deref() == Some(&ns))
-        .filter(|j| podctl::is_controlled_by(&j.metadata, &uid))
+        .filter(|j| meta::is_controlled_by(&j.metadata, &uid))
         .collect();
     jobs.sort_by_key(|j| job_start(j));
 
@@ -201,7 +203,7 @@ async fn reconcile(cj: Arc<CronJob>, s: Arc<State>) -> Result<Action, Error> {
             Ok(tz) => tz,
             Err(_) => {
                 s.rec
-                    .emit(
+                    .record(
                         cj.as_ref(),
                         "Warning",
                         "UnknownTimeZone",
@@ -272,7 +274,7 @@ async fn reconcile(cj: Arc<CronJob>, s: Arc<State>) -> Result<Action, Error> {
                         Err(e) if podctl::is_conflict(&e) => {}
                         Err(e) => {
                             s.rec
-                                .emit(
+                                .record(
                                     cj.as_ref(),
                                     "Warning",
                                     "FailedCreate",
@@ -302,7 +304,7 @@ async fn reconcile(cj: Arc<CronJob>, s: Arc<State>) -> Result<Action, Error> {
             .await?;
     }
     for (t, r, m) in events {
-        s.rec.emit(cj.as_ref(), t, r, m).await;
+        s.rec.record(cj.as_ref(), t, r, m).await;
     }
     Ok(match requeue {
         Some(d) => Action::requeue(d),
@@ -345,7 +347,7 @@ pub fn build_job(cj: &CronJob, scheduled: jiff::Timestamp, tz: &jiff::tz::TimeZo
             namespace: cj.namespace(),
             labels: tm.labels,
             annotations: Some(annotations),
-            owner_references: Some(vec![podctl::controller_ref(cj)]),
+            owner_references: Some(vec![meta::new_controller_ref(cj)]),
             ..Default::default()
         },
         spec: tmpl.spec,

@@ -8,13 +8,16 @@
 //! and are replaced by RollingUpdate (maxUnavailable, or maxSurge) or, with OnDelete, when
 //! deleted. Not implemented: failed-pod back-off, orphan adoption.
 
-use crate::podctl::{self, Expectations, Recorder, REVISION_HASH_LABEL};
+use crate::meta;
+use crate::nodelifecycle::tolerates;
+use crate::podctl::{self, Expectations, REVISION_HASH_LABEL};
+use crate::recorder::Recorder;
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, Taint, Toleration,
+    PodSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -88,25 +91,6 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
         };
         if !tols.contains(&t) {
             tols.push(t);
-        }
-    }
-}
-
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
-            return false;
-        }
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        _ => {
-            key == taint.key
-                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
         }
     }
 }
@@ -255,7 +239,7 @@ async fn reconcile(ds: Arc<DaemonSet>, s: Arc<State>) -> Result<Action, Error> {
     ] {
         let _ = ready;
     }
-    let key = podctl::key(ds.as_ref());
+    let key = meta::key(ds.as_ref());
     if ds.metadata.deletion_timestamp.is_some() {
         s.exp.forget(&key);
         return Ok(Action::await_change());
@@ -263,19 +247,7 @@ async fn reconcile(ds: Arc<DaemonSet>, s: Arc<State>) -> Result<Action, Error> {
     let ns = ds.namespace().unwrap_or_default();
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let all_pods = podctl::owned_pods(&ctx.informers.pods.store(), ds.as_ref());
-    let names: HashSet<&str> = all_pods
-        .iter()
-        .filter_map(|p| p.metadata.name.as_deref())
-        .collect();
-    if !s.exp.satisfied(
-        &key,
-        |n| names.contains(n),
-        |u| {
-            !all_pods
-                .iter()
-                .any(|p| p.uid().as_deref() == Some(u) && !podctl::is_terminating(p))
-        },
-    ) {
+    if !s.exp.satisfied_by_pods(&key, &all_pods) {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let spec = ds.spec.clone().unwrap_or_default();
@@ -446,7 +418,7 @@ async fn reconcile(ds: Arc<DaemonSet>, s: Arc<State>) -> Result<Action, Error> {
         {
             Ok(_) => {
                 s.rec
-                    .emit(
+                    .record(
                         ds.as_ref(),
                         "Normal",
                         "SuccessfulDelete",
@@ -464,7 +436,7 @@ async fn reconcile(ds: Arc<DaemonSet>, s: Arc<State>) -> Result<Action, Error> {
             Ok(p) => {
                 s.exp.expect_create(&key, p.name_any());
                 s.rec
-                    .emit(
+                    .record(
                         ds.as_ref(),
                         "Normal",
                         "SuccessfulCreate",
@@ -474,7 +446,7 @@ async fn reconcile(ds: Arc<DaemonSet>, s: Arc<State>) -> Result<Action, Error> {
             }
             Err(e) => {
                 s.rec
-                    .emit(
+                    .record(
                         ds.as_ref(),
                         "Warning",
                         "FailedCreate",
@@ -555,7 +527,7 @@ pub fn pod_for(ds: &DaemonSet, hash: &str, node: &str) -> Pod {
             labels: Some(labels),
             annotations: tm.annotations,
             finalizers: tm.finalizers,
-            owner_references: Some(vec![podctl::controller_ref(ds)]),
+            owner_references: Some(vec![meta::new_controller_ref(ds)]),
             ..Default::default()
         },
         spec: Some(spec),
@@ -566,7 +538,7 @@ pub fn pod_for(ds: &DaemonSet, hash: &str, node: &str) -> Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::NodeSpec;
+    use k8s_openapi::api::core::v1::{NodeSpec, Taint};
 
     fn node(name: &str, labels: &[(&str, &str)], taints: Vec<Taint>) -> Node {
         Node {

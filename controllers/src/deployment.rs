@@ -6,6 +6,8 @@
 #[path = "deploy_util.rs"]
 pub mod util;
 
+use crate::meta;
+use crate::recorder::Recorder;
 use crate::replicaset::util as rsu;
 use crate::{Ctx, Error};
 use futures::StreamExt;
@@ -17,7 +19,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::Controller;
 use kube::{Api, ResourceExt};
-use rsu::{Backoff, Claim, Recorder};
+use rsu::{Backoff, Claim};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +51,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
     let ds1 = ds.clone();
     let rs_mapper = move |rs: Arc<ReplicaSet>| -> Vec<ObjectRef<Deployment>> {
         let ns = rs.metadata.namespace.clone().unwrap_or_default();
-        if let Some(r) = rsu::controller_ref(&rs.metadata) {
+        if let Some(r) = meta::controller_of(&rs.metadata) {
             if r.kind != "Deployment" {
                 return vec![];
             }
@@ -62,7 +64,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
             .filter(|d| {
                 d.spec
                     .as_ref()
-                    .is_some_and(|s| rsu::selector_matches(&s.selector, &labels))
+                    .is_some_and(|s| meta::selector_matches(&s.selector, &labels))
             })
             .map(|d| ObjectRef::from_obj(d.as_ref()))
             .collect()
@@ -71,26 +73,15 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
     let (ds2, rss2) = (ds.clone(), rss.clone());
     let pod_mapper = move |p: Arc<Pod>| -> Option<ObjectRef<Deployment>> {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
-        let r = rsu::controller_ref(&p.metadata).filter(|r| r.kind == "ReplicaSet")?;
+        let r = meta::controller_of(&p.metadata).filter(|r| r.kind == "ReplicaSet")?;
         let rs = rss2.get(&ObjectRef::new(&r.name).within(&ns))?;
-        let dr = rsu::controller_ref(&rs.metadata).filter(|r| r.kind == "Deployment")?;
+        let dr = meta::controller_of(&rs.metadata).filter(|r| r.kind == "Deployment")?;
         let d = ds2.get(&ObjectRef::new(&dr.name).within(&ns))?;
         (!is_rolling(&d)).then(|| ObjectRef::from_obj(d.as_ref()))
     };
-    let deleted_rs = rsu::deletions::<ReplicaSet>(ctx.client.clone()).filter_map(|rs| {
-        let out = rsu::controller_ref(&rs.metadata)
-            .filter(|r| r.kind == "Deployment")
-            .map(|r| {
-                ObjectRef::<Deployment>::new(&r.name)
-                    .within(rs.metadata.namespace.as_deref().unwrap_or_default())
-            });
-        async move { out }
-    });
-
     Controller::for_shared_stream(d_sub, ds)
         .watches_shared_stream(rs_sub, rs_mapper)
         .watches_shared_stream(pod_sub, pod_mapper)
-        .reconcile_on(deleted_rs)
         .run(reconcile, error_policy, dctx)
         .for_each(|_| async {})
         .await;
@@ -98,13 +89,13 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
 }
 
 fn error_policy(d: Arc<Deployment>, err: &Error, c: Arc<DCtx>) -> Action {
-    let key = rsu::key_of(&d.metadata);
+    let key = meta::key_of(&d.metadata);
     tracing::debug!(deployment = %key, error = %err, "sync failed, retrying");
     Action::requeue(c.backoff.fail(&key))
 }
 
 async fn reconcile(d: Arc<Deployment>, c: Arc<DCtx>) -> Result<Action, Error> {
-    let key = rsu::key_of(&d.metadata);
+    let key = meta::key_of(&d.metadata);
     let ns = d.metadata.namespace.clone().unwrap_or_default();
     let mut s = Sync {
         d: d.as_ref().clone(),
@@ -139,12 +130,12 @@ impl Sync<'_> {
         let Some(spec) = self.d.spec.clone() else {
             return Ok(());
         };
-        if rsu::selector_is_empty(&spec.selector) {
+        if meta::selector_is_empty(&spec.selector) {
             self.c.rec.event(
                 &self.d,
                 "Warning",
                 "SelectingAll",
-                "This deployment is selecting all pods. A non-empty selector is required.".into(),
+                "This deployment is selecting all pods. A non-empty selector is required.",
             );
             let st = self.d.status.clone().unwrap_or_default();
             if st.observed_generation < self.d.metadata.generation {
@@ -368,7 +359,7 @@ impl Sync<'_> {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 namespace: self.d.metadata.namespace.clone(),
-                owner_references: Some(vec![rsu::owner_ref(&self.d)]),
+                owner_references: Some(vec![meta::new_controller_ref(&self.d)]),
                 labels: tmpl.metadata.as_ref().and_then(|m| m.labels.clone()),
                 ..Default::default()
             },
@@ -402,7 +393,7 @@ impl Sync<'_> {
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // Ours with the same template: a stale cache; otherwise a hash collision.
                 let cur = self.rs_api.get(&name).await?;
-                let ours = rsu::controller_ref(&cur.metadata)
+                let ours = meta::controller_of(&cur.metadata)
                     .is_some_and(|r| Some(&r.uid) == self.d.metadata.uid.as_ref());
                 if ours && equal_ignore_hash(&rs_template(&cur), &spec.template) {
                     return Ok(Some(cur));
@@ -729,7 +720,7 @@ impl Sync<'_> {
             .collect();
         self.c.pods.state().iter().any(|p| {
             p.metadata.namespace == self.d.metadata.namespace
-                && rsu::controller_ref(&p.metadata).is_some_and(|r| old_uids.contains(&r.uid))
+                && meta::controller_of(&p.metadata).is_some_and(|r| old_uids.contains(&r.uid))
                 && !matches!(
                     p.status.as_ref().and_then(|s| s.phase.as_deref()),
                     Some("Failed") | Some("Succeeded")

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::PostParams;
 use kube::runtime::controller::{Action, Controller};
@@ -22,37 +22,6 @@ use std::time::Duration;
 
 /// How long an eviction may take before its disruptedPods entry is dropped.
 pub const DELETION_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Periodic recheck of every PDB.
-const RESYNC: Duration = Duration::from_secs(30);
-/// Recheck while matching pods are terminating.
-const RESYNC_TERMINATING: Duration = Duration::from_secs(2);
-
-/// Whether a label selector matches labels (a missing selector matches nothing, an empty
-/// one everything, as for policy/v1 PDBs).
-pub fn selector_matches(sel: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
-    let Some(sel) = sel else { return false };
-    for (k, v) in sel.match_labels.iter().flatten() {
-        if labels.get(k) != Some(v) {
-            return false;
-        }
-    }
-    for e in sel.match_expressions.iter().flatten() {
-        let vals = e.values.as_deref().unwrap_or_default();
-        let have = labels.get(&e.key);
-        let ok = match e.operator.as_str() {
-            "In" => have.is_some_and(|h| vals.contains(h)),
-            "NotIn" => have.is_none_or(|h| !vals.contains(h)),
-            "Exists" => have.is_some(),
-            "DoesNotExist" => have.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
 
 /// Resolves an int-or-percent against `total`, rounding percentages up (upstream's
 /// GetScaledValueFromIntOrPercent with roundUp=true).
@@ -270,7 +239,7 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, st: Arc<State>) -> Result<Acti
         .state()
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| selector_matches(spec.selector.as_ref(), p.labels()))
+        .filter(|p| crate::meta::selector_matches_opt(spec.selector.as_ref(), p.labels()))
         .collect();
     let old = pdb.status.clone().unwrap_or_default();
 
@@ -395,47 +364,18 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, st: Arc<State>) -> Result<Acti
                 .await;
         }
     }
-    // The shared pod informer does not pass deletions on: resync periodically so vanished
-    // pods are noticed (sooner while some are terminating).
-    let terminating = pods.iter().any(|p| p.metadata.deletion_timestamp.is_some());
-    let mut wait = if terminating {
-        RESYNC_TERMINATING
-    } else {
-        RESYNC
-    };
-    if let Some(t) = recheck {
-        wait = wait.min(t.duration_since(now).unsigned_abs() + Duration::from_millis(100));
-    }
-    Ok(Action::requeue(wait))
+    // Pod changes and deletions wake the PDB; only a pending eviction's timeout needs a timer.
+    Ok(match recheck {
+        Some(t) => {
+            Action::requeue(t.duration_since(now).unsigned_abs() + Duration::from_millis(100))
+        }
+        None => Action::await_change(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
-    fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn selectors() {
-        let l = labels(&[("app", "web"), ("tier", "fe")]);
-        assert!(!selector_matches(None, &l));
-        assert!(selector_matches(Some(&LabelSelector::default()), &l));
-        let sel = LabelSelector {
-            match_labels: Some(labels(&[("app", "web")])),
-            match_expressions: Some(vec![LabelSelectorRequirement {
-                key: "tier".into(),
-                operator: "In".into(),
-                values: Some(vec!["fe".into()]),
-            }]),
-        };
-        assert!(selector_matches(Some(&sel), &l));
-        assert!(!selector_matches(Some(&sel), &labels(&[("app", "web")])));
-    }
 
     #[test]
     fn pdb_math() {

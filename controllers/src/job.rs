@@ -15,7 +15,9 @@
 //! Not implemented: podFailurePolicy, successPolicy, backoffLimitPerIndex, managedBy, pod
 //! adoption of orphans matching the selector.
 
-use crate::podctl::{self, Expectations, Recorder};
+use crate::meta;
+use crate::podctl::{self, Expectations};
+use crate::recorder::Recorder;
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
@@ -64,7 +66,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
 }
 
 /// Removes the tracking finalizer from pods whose job is gone (upstream's orphan pod handling).
-async fn release_orphans(ctx: Arc<Ctx>, pods: kube::runtime::reflector::ReflectHandle<Pod>) {
+async fn release_orphans(ctx: Arc<Ctx>, pods: crate::informers::Subscription<Pod>) {
     let jobs = ctx.informers.jobs.store();
     let _ = jobs.wait_until_ready().await;
     let mut pods = std::pin::pin!(pods);
@@ -281,7 +283,7 @@ async fn reconcile(job: Arc<Job>, s: Arc<State>) -> Result<Action, Error> {
     let ctx = &s.ctx;
     let pods_store = ctx.informers.pods.store();
     let _ = pods_store.wait_until_ready().await;
-    let key = podctl::key(job.as_ref());
+    let key = meta::key(job.as_ref());
     let ns = job.namespace().unwrap_or_default();
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
@@ -294,21 +296,7 @@ async fn reconcile(job: Arc<Job>, s: Arc<State>) -> Result<Action, Error> {
         s.exp.forget(&key);
         return Ok(Action::await_change());
     }
-    let names: BTreeSet<&str> = pods
-        .iter()
-        .filter_map(|p| p.metadata.name.as_deref())
-        .collect();
-    let uids: BTreeSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
-    if !s.exp.satisfied(
-        &key,
-        |n| names.contains(n),
-        |u| {
-            !uids.contains(u)
-                || pods
-                    .iter()
-                    .any(|p| p.uid().as_deref() == Some(u) && podctl::is_terminating(p))
-        },
-    ) {
+    if !s.exp.satisfied_by_pods(&key, &pods) {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let spec = job.spec.clone().unwrap_or_default();
@@ -477,7 +465,7 @@ async fn reconcile(job: Arc<Job>, s: Arc<State>) -> Result<Action, Error> {
                 cond("Suspended", "JobSuspended", "Job suspended", now),
             );
             s.rec
-                .emit(job.as_ref(), "Normal", "Suspended", "Job suspended".into())
+                .record(job.as_ref(), "Normal", "Suspended", "Job suspended")
                 .await;
         }
     } else {
@@ -487,7 +475,7 @@ async fn reconcile(job: Arc<Job>, s: Arc<State>) -> Result<Action, Error> {
             set_cond(&mut status, c);
             status.start_time = Some(Time(now));
             s.rec
-                .emit(job.as_ref(), "Normal", "Resumed", "Job resumed".into())
+                .record(job.as_ref(), "Normal", "Resumed", "Job resumed")
                 .await;
         }
         // Deadline timer.
@@ -590,7 +578,7 @@ async fn reconcile(job: Arc<Job>, s: Arc<State>) -> Result<Action, Error> {
             .await?;
     }
     for (t, r, m) in events {
-        s.rec.emit(job.as_ref(), t, r, m).await;
+        s.rec.record(job.as_ref(), t, r, m).await;
     }
     Ok(match requeue {
         Some(d) => Action::requeue(d),
@@ -658,7 +646,7 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
             labels: Some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
             finalizers: Some(finalizers),
-            owner_references: Some(vec![podctl::controller_ref(job)]),
+            owner_references: Some(vec![meta::new_controller_ref(job)]),
             ..Default::default()
         },
         spec: Some(spec),
@@ -692,7 +680,7 @@ async fn create_pods(
                     made += 1;
                     s.exp.expect_create(key, p.name_any());
                     s.rec
-                        .emit(
+                        .record(
                             job,
                             "Normal",
                             "SuccessfulCreate",
@@ -705,7 +693,7 @@ async fn create_pods(
         }
         if let Some(e) = err {
             s.rec
-                .emit(
+                .record(
                     job,
                     "Warning",
                     "FailedCreate",

@@ -10,6 +10,7 @@ pub mod disruption;
 pub mod gc;
 pub mod informers;
 pub mod job;
+pub mod meta;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podctl;

@@ -1,121 +1,18 @@
-//! Helpers shared by the job, cronjob, daemonset and statefulset controllers: core/v1 Event
-//! recording, owner references, label selectors, pod readiness, creation/deletion
-//! expectations (upstream's `ControllerExpectations`) and ControllerRevision hashing.
+//! Helpers shared by the job, cronjob, daemonset and statefulset controllers: pod readiness,
+//! creation/deletion expectations (upstream's `ControllerExpectations`) and ControllerRevision
+//! history (hashing, finding or creating the current revision, truncation).
 
+use crate::meta;
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, MicroTime, ObjectMeta, OwnerReference, Time,
-};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Records core/v1 Events with a fixed `source.component`, as upstream's EventRecorder.
-#[derive(Clone)]
-pub struct Recorder {
-    client: kube::Client,
-    component: &'static str,
-}
-
-impl Recorder {
-    pub fn new(client: kube::Client, component: &'static str) -> Self {
-        Recorder { client, component }
-    }
-
-    /// Posts one Event about `obj`; failures are logged, never returned (events are best effort).
-    pub async fn emit<K>(&self, obj: &K, type_: &str, reason: &str, message: String)
-    where
-        K: Resource<DynamicType = ()>,
-    {
-        let ns = obj.namespace().unwrap_or_else(|| "default".into());
-        let now = jiff::Timestamp::now();
-        let ev = Event {
-            metadata: ObjectMeta {
-                name: Some(format!(
-                    "{}.{:x}",
-                    obj.name_any(),
-                    now.as_nanosecond() as u64 ^ rand::random::<u16>() as u64
-                )),
-                namespace: Some(ns.clone()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some(K::api_version(&()).into_owned()),
-                kind: Some(K::kind(&()).into_owned()),
-                name: Some(obj.name_any()),
-                namespace: obj.namespace(),
-                uid: obj.uid(),
-                resource_version: obj.resource_version(),
-                ..Default::default()
-            },
-            reason: Some(reason.into()),
-            message: Some(message),
-            source: Some(EventSource {
-                component: Some(self.component.into()),
-                host: None,
-            }),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            event_time: None::<MicroTime>,
-            count: Some(1),
-            type_: Some(type_.into()),
-            reporting_component: Some(self.component.into()),
-            reporting_instance: Some(self.component.into()),
-            ..Default::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        if let Err(e) = api.create(&PostParams::default(), &ev).await {
-            tracing::debug!(error = %e, reason, "could not record event");
-        }
-    }
-}
-
-/// A controller owner reference (controller and blockOwnerDeletion set) to `obj`.
-pub fn controller_ref<K: Resource<DynamicType = ()>>(obj: &K) -> OwnerReference {
-    OwnerReference {
-        api_version: K::api_version(&()).into_owned(),
-        kind: K::kind(&()).into_owned(),
-        name: obj.name_any(),
-        uid: obj.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-/// Whether `meta` is controlled by the object with this uid.
-pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.controller == Some(true) && r.uid == uid)
-}
-
-/// Whether a metav1.LabelSelector matches a label set. A missing selector matches nothing,
-/// an empty one everything.
-pub fn selector_matches(sel: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
-    let Some(sel) = sel else { return false };
-    let ml = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    ml && sel.match_expressions.iter().flatten().all(|e| {
-        let have = labels.get(&e.key);
-        let vals = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => have.is_some_and(|h| vals.contains(h)),
-            "NotIn" => have.is_none_or(|h| !vals.contains(h)),
-            "Exists" => have.is_some(),
-            "DoesNotExist" => have.is_none(),
-            _ => false,
-        }
-    })
-}
 
 /// Pods in the informer cache controlled by `owner` (same namespace, controller reference).
 pub fn owned_pods<K: Resource<DynamicType = ()>>(
@@ -127,7 +24,7 @@ pub fn owned_pods<K: Resource<DynamicType = ()>>(
     store
         .state()
         .into_iter()
-        .filter(|p| p.metadata.namespace == ns && is_controlled_by(&p.metadata, &uid))
+        .filter(|p| p.metadata.namespace == ns && meta::is_controlled_by(&p.metadata, &uid))
         .collect()
 }
 
@@ -240,15 +137,25 @@ impl Expectations {
         false
     }
 
+    /// [`Expectations::satisfied`] against the controller's pods from the cache: every
+    /// created name is among them, every deleted uid is absent or terminating.
+    pub fn satisfied_by_pods(&self, key: &str, pods: &[std::sync::Arc<Pod>]) -> bool {
+        let names: HashSet<&str> = pods
+            .iter()
+            .filter_map(|p| p.metadata.name.as_deref())
+            .collect();
+        let live: HashSet<&str> = pods
+            .iter()
+            .filter(|p| !is_terminating(p))
+            .filter_map(|p| p.metadata.uid.as_deref())
+            .collect();
+        self.satisfied(key, |n| names.contains(n), |u| !live.contains(u))
+    }
+
     /// Forgets a controller (deleted).
     pub fn forget(&self, key: &str) {
         self.inner.lock().expect("expectations lock").remove(key);
     }
-}
-
-/// The cache key of a namespaced object.
-pub fn key<K: Resource>(obj: &K) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
 /// fnv-1a 32-bit.
@@ -331,7 +238,7 @@ pub fn owned_revisions<K: Resource<DynamicType = ()>>(
     let mut v: Vec<_> = store
         .state()
         .into_iter()
-        .filter(|r| r.metadata.namespace == ns && is_controlled_by(&r.metadata, &uid))
+        .filter(|r| r.metadata.namespace == ns && meta::is_controlled_by(&r.metadata, &uid))
         .collect();
     v.sort_by_key(|r| r.revision);
     v
@@ -382,7 +289,7 @@ where
                 name: Some(format!("{}-{hash}", owner.name_any())),
                 namespace: Some(ns.clone()),
                 labels: Some(labels),
-                owner_references: Some(vec![controller_ref(owner)]),
+                owner_references: Some(vec![meta::new_controller_ref(owner)]),
                 ..Default::default()
             },
             data: Some(RawExtension(data.clone())),
@@ -457,24 +364,6 @@ pub fn scaled(v: Option<&IntOrString>, total: i32, round_up: bool, default: i32)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
-    #[test]
-    fn selectors() {
-        let labels: BTreeMap<String, String> =
-            [("app".to_string(), "x".to_string())].into_iter().collect();
-        assert!(!selector_matches(None, &labels));
-        assert!(selector_matches(Some(&LabelSelector::default()), &labels));
-        let sel = LabelSelector {
-            match_expressions: Some(vec![LabelSelectorRequirement {
-                key: "app".into(),
-                operator: "In".into(),
-                values: Some(vec!["x".into(), "y".into()]),
-            }]),
-            ..Default::default()
-        };
-        assert!(selector_matches(Some(&sel), &labels));
-    }
 
     #[test]
     fn hashes_are_safe() {

@@ -6,6 +6,8 @@
 #[path = "rs_util.rs"]
 pub mod util;
 
+use crate::meta;
+use crate::recorder::Recorder;
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
@@ -20,7 +22,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use util::{Backoff, Claim, Recorder};
+use util::{Backoff, Claim};
 
 /// Most pods created or deleted in one sync (upstream `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
@@ -179,28 +181,13 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
         ctx: ctx.clone(),
     });
 
-    let exp2 = exp.clone();
-    let deleted = util::deletions::<Pod>(ctx.client.clone()).filter_map(move |p| {
-        let out = util::controller_ref(&p.metadata)
-            .filter(|r| r.kind == "ReplicaSet")
-            .map(|r| {
-                let ns = p.metadata.namespace.clone().unwrap_or_default();
-                exp2.observe(
-                    &format!("{ns}/{}", r.name),
-                    &p.name_any(),
-                    p.metadata.uid.as_deref().unwrap_or_default(),
-                    true,
-                );
-                ObjectRef::<ReplicaSet>::new(&r.name).within(&ns)
-            });
-        async move { out }
-    });
-
     let rss_for_map = rss.clone();
     let exp3 = exp.clone();
+    let informers = ctx.informers.clone();
+    // Deleted pods come through here too (gone from the cache).
     let mapper = move |p: Arc<Pod>| -> Vec<ObjectRef<ReplicaSet>> {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
-        if let Some(r) = util::controller_ref(&p.metadata) {
+        if let Some(r) = meta::controller_of(&p.metadata) {
             if r.kind != "ReplicaSet" {
                 return vec![];
             }
@@ -208,7 +195,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
                 &format!("{ns}/{}", r.name),
                 &p.name_any(),
                 p.metadata.uid.as_deref().unwrap_or_default(),
-                p.metadata.deletion_timestamp.is_some(),
+                p.metadata.deletion_timestamp.is_some() || informers.pods.is_gone(&p),
             );
             return vec![ObjectRef::new(&r.name).within(&ns)];
         }
@@ -221,7 +208,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
             .filter(|rs| {
                 rs.spec
                     .as_ref()
-                    .is_some_and(|s| util::selector_matches(&s.selector, &labels))
+                    .is_some_and(|s| meta::selector_matches(&s.selector, &labels))
             })
             .map(|rs| ObjectRef::from_obj(rs.as_ref()))
             .collect()
@@ -229,7 +216,6 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
 
     Controller::for_shared_stream(rs_sub, rss)
         .watches_shared_stream(pod_sub, mapper)
-        .reconcile_on(deleted)
         .run(reconcile, error_policy, rctx)
         .for_each(|_| async {})
         .await;
@@ -237,7 +223,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
 }
 
 fn error_policy(rs: Arc<ReplicaSet>, err: &Error, c: Arc<RsCtx>) -> Action {
-    let key = util::key_of(&rs.metadata);
+    let key = meta::key_of(&rs.metadata);
     let d = c.backoff.fail(&key);
     tracing::debug!(replicaset = %key, error = %err, "sync failed, retrying");
     Action::requeue(d)
@@ -552,7 +538,7 @@ pub fn pod_from_template(rs: &ReplicaSet, tmpl: &PodTemplateSpec) -> Pod {
             labels: m.labels,
             annotations: m.annotations,
             finalizers: m.finalizers,
-            owner_references: Some(vec![util::owner_ref(rs)]),
+            owner_references: Some(vec![meta::new_controller_ref(rs)]),
             ..Default::default()
         },
         spec: tmpl.spec.clone(),
@@ -574,7 +560,7 @@ pub fn slow_start_batches(n: usize, initial: usize) -> Vec<usize> {
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, c: Arc<RsCtx>) -> Result<Action, Error> {
-    let key = util::key_of(&rs.metadata);
+    let key = meta::key_of(&rs.metadata);
     let res = sync(&rs, &c).await;
     if res.is_ok() {
         c.backoff.reset(&key);
@@ -583,7 +569,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, c: Arc<RsCtx>) -> Result<Action, Error> 
 }
 
 async fn sync(rs: &ReplicaSet, c: &RsCtx) -> Result<Action, Error> {
-    let key = util::key_of(&rs.metadata);
+    let key = meta::key_of(&rs.metadata);
     let ns = rs.metadata.namespace.clone().unwrap_or_default();
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let Some(spec) = rs.spec.clone() else {
@@ -715,10 +701,10 @@ async fn manage(
         // Related pods: those of this ReplicaSet and of its siblings under the same owner.
         let mut family: HashSet<String> = HashSet::new();
         family.insert(rs.metadata.uid.clone().unwrap_or_default());
-        if let Some(owner) = util::controller_ref(&rs.metadata) {
+        if let Some(owner) = meta::controller_of(&rs.metadata) {
             for other in c.rss.state() {
                 if other.metadata.namespace == rs.metadata.namespace
-                    && util::controller_ref(&other.metadata).is_some_and(|r| r.uid == owner.uid)
+                    && meta::controller_of(&other.metadata).is_some_and(|r| r.uid == owner.uid)
                 {
                     family.insert(other.metadata.uid.clone().unwrap_or_default());
                 }
@@ -729,7 +715,7 @@ async fn manage(
             .state()
             .into_iter()
             .filter(|p| p.metadata.namespace == rs.metadata.namespace && is_pod_active(p))
-            .filter(|p| util::controller_ref(&p.metadata).is_some_and(|r| family.contains(&r.uid)))
+            .filter(|p| meta::controller_of(&p.metadata).is_some_and(|r| family.contains(&r.uid)))
             .collect();
         let victims = pods_to_delete(owned, &related, n, jiff::Timestamp::now());
         let ids: Vec<(String, String)> = victims

@@ -1,72 +1,15 @@
-//! Helpers shared by the replicaset and deployment controllers: label selector matching,
-//! controller references and adoption, event recording, per-key error back-off, and a
-//! deletion feed (the shared informers only announce additions and updates).
+//! Helpers shared by the replicaset and deployment controllers: claiming children
+//! (adoption and release, upstream's `ControllerRefManager`) and per-key error back-off.
 
-use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, MicroTime, ObjectMeta, OwnerReference, Time,
-};
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::core::PartialObjectMeta;
-use kube::runtime::watcher::{self, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use crate::meta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::Duration;
-
-/// Whether `labels` satisfy `sel` (an empty selector matches everything, as upstream's
-/// `LabelSelectorAsSelector`).
-pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    if let Some(ml) = &sel.match_labels {
-        if ml.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
-    }
-    for req in sel.match_expressions.iter().flatten() {
-        let values = req.values.as_deref().unwrap_or_default();
-        let got = labels.get(&req.key);
-        let ok = match req.operator.as_str() {
-            "In" => got.is_some_and(|v| values.contains(v)),
-            "NotIn" => got.is_none_or(|v| !values.contains(v)),
-            "Exists" => got.is_some(),
-            "DoesNotExist" => got.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
-/// Whether a selector selects everything (no requirements at all).
-pub fn selector_is_empty(sel: &LabelSelector) -> bool {
-    sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && sel.match_expressions.as_ref().is_none_or(|m| m.is_empty())
-}
-
-/// The owner reference marked `controller: true`, if any.
-pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-}
-
-/// A controller reference (controller and blockOwnerDeletion true) pointing at `owner`.
-pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
-    OwnerReference {
-        api_version: K::api_version(&()).into_owned(),
-        kind: K::kind(&()).into_owned(),
-        name: owner.meta().name.clone().unwrap_or_default(),
-        uid: owner.meta().uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
 
 /// What a controller should do with a candidate child (upstream `ControllerRefManager`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +31,8 @@ pub fn claim_decision(
     sel: &LabelSelector,
     child: &ObjectMeta,
 ) -> Claim {
-    let matches = selector_matches(sel, child.labels.as_ref().unwrap_or(&BTreeMap::new()));
-    match controller_ref(child) {
+    let matches = meta::selector_matches(sel, child.labels.as_ref().unwrap_or(&BTreeMap::new()));
+    match meta::controller_of(child) {
         Some(r) if r.uid != owner_uid => Claim::Ignore,
         Some(_) if matches => Claim::Keep,
         Some(_) if owner_deleting => Claim::Ignore,
@@ -113,7 +56,7 @@ where
         .into_iter()
         .filter(|r| Some(&r.uid) != owner.meta().uid.as_ref())
         .collect();
-    refs.push(owner_ref(owner));
+    refs.push(meta::new_controller_ref(owner));
     let patch = serde_json::json!({"metadata": {
         "ownerReferences": refs,
         "resourceVersion": child.meta().resource_version,
@@ -158,74 +101,6 @@ where
     }
 }
 
-/// Records core/v1 Events for one controller (upstream's legacy event recorder, without
-/// aggregation). Writes are fire-and-forget: a lost event never fails a sync.
-#[derive(Clone)]
-pub struct Recorder {
-    client: Client,
-    component: &'static str,
-}
-
-impl Recorder {
-    pub fn new(client: Client, component: &'static str) -> Self {
-        Recorder { client, component }
-    }
-
-    /// Records an event about `obj` (`type_` is "Normal" or "Warning").
-    pub fn event<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        type_: &str,
-        reason: &str,
-        message: String,
-    ) {
-        let meta = obj.meta();
-        let ns = meta.namespace.clone().unwrap_or_else(|| "default".into());
-        let now = jiff::Timestamp::now();
-        let name = format!(
-            "{}.{:x}",
-            meta.name.as_deref().unwrap_or_default(),
-            now.as_nanosecond()
-        );
-        let ev = Event {
-            metadata: ObjectMeta {
-                name: Some(name),
-                namespace: Some(ns.clone()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some(K::api_version(&()).into_owned()),
-                kind: Some(K::kind(&()).into_owned()),
-                name: meta.name.clone(),
-                namespace: meta.namespace.clone(),
-                uid: meta.uid.clone(),
-                resource_version: meta.resource_version.clone(),
-                ..Default::default()
-            },
-            reason: Some(reason.into()),
-            message: Some(message),
-            type_: Some(type_.into()),
-            source: Some(EventSource {
-                component: Some(self.component.into()),
-                host: None,
-            }),
-            reporting_component: Some(self.component.into()),
-            reporting_instance: Some(self.component.into()),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            event_time: None::<MicroTime>,
-            count: Some(1),
-            ..Default::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        tokio::spawn(async move {
-            if let Err(e) = api.create(&PostParams::default(), &ev).await {
-                tracing::debug!(error = %e, "could not record event");
-            }
-        });
-    }
-}
-
 /// Per-key exponential back-off for failed syncs (upstream's default controller rate
 /// limiter: 5 ms doubling up to 1000 s), reset by a successful sync.
 #[derive(Default)]
@@ -252,76 +127,14 @@ pub fn backoff_delay(failures: u32) -> Duration {
     Duration::from_millis(ms.min(1_000_000))
 }
 
-/// Objects of kind `K` as they are deleted, from a metadata-only watch: the shared
-/// informers wake subscribers on additions and updates only, and a controller must also
-/// notice a child that vanished (upstream handlers get `OnDelete`).
-pub fn deletions<K>(client: Client) -> impl Stream<Item = PartialObjectMeta<K>> + Send + 'static
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    use kube::runtime::WatchStreamExt;
-    let api: Api<PartialObjectMeta<K>> = Api::all(client);
-    watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .filter_map(|ev| async move {
-            match ev {
-                Ok(watcher::Event::Delete(obj)) => Some(obj),
-                _ => None,
-            }
-        })
-}
-
-/// `namespace/name` of an object.
-pub fn key_of(meta: &ObjectMeta) -> String {
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn selector_matching() {
-        let sel = LabelSelector {
-            match_labels: Some(labels(&[("app", "web")])),
-            match_expressions: Some(vec![
-                LabelSelectorRequirement {
-                    key: "tier".into(),
-                    operator: "In".into(),
-                    values: Some(vec!["a".into(), "b".into()]),
-                },
-                LabelSelectorRequirement {
-                    key: "canary".into(),
-                    operator: "DoesNotExist".into(),
-                    values: None,
-                },
-            ]),
-        };
-        assert!(selector_matches(
-            &sel,
-            &labels(&[("app", "web"), ("tier", "a")])
-        ));
-        assert!(!selector_matches(
-            &sel,
-            &labels(&[("app", "web"), ("tier", "c")])
-        ));
-        assert!(!selector_matches(
-            &sel,
-            &labels(&[("app", "web"), ("tier", "a"), ("canary", "1")])
-        ));
-        assert!(!selector_matches(&sel, &labels(&[("tier", "a")])));
-        assert!(selector_matches(&LabelSelector::default(), &labels(&[])));
     }
 
     #[test]

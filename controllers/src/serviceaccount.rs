@@ -10,16 +10,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Name of the ServiceAccount every namespace gets.
-pub const DEFAULT_SA: &str = "default";
+pub const DEFAULT_SA: &str = crate::informers::DEFAULT_SERVICE_ACCOUNT;
 /// Name of the ConfigMap carrying the cluster CA.
-pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+pub const ROOT_CA_CONFIGMAP: &str = crate::informers::ROOT_CA_CONFIGMAP;
 /// Key of the CA bundle in the ConfigMap.
 pub const ROOT_CA_KEY: &str = "ca.crt";
 /// Annotation upstream puts on the ConfigMap.
@@ -42,24 +41,13 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
         configmaps: ctx.informers.configmaps.store(),
         ctx: ctx.clone(),
     });
-    // The shared informers do not pass deletions on, so the two watched names get their own
-    // (field-selected, tiny) watches: a deleted ServiceAccount or ConfigMap is recreated.
-    let client = ctx.client.clone();
+    // Both informers are field-selected to the one name per namespace, and pass deletions
+    // on: a deleted ServiceAccount or ConfigMap is recreated.
     Controller::for_shared_stream(ns_sub, ctx.informers.namespaces.store())
         .watches_shared_stream(sa_sub, |sa: Arc<ServiceAccount>| owner_ns(&*sa, DEFAULT_SA))
         .watches_shared_stream(cm_sub, |cm: Arc<ConfigMap>| {
             owner_ns(&*cm, ROOT_CA_CONFIGMAP)
         })
-        .watches(
-            Api::<ServiceAccount>::all(client.clone()),
-            watcher::Config::default().fields(&format!("metadata.name={DEFAULT_SA}")),
-            |sa| owner_ns(&sa, DEFAULT_SA),
-        )
-        .watches(
-            Api::<ConfigMap>::all(client),
-            watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIGMAP}")),
-            |cm| owner_ns(&cm, ROOT_CA_CONFIGMAP),
-        )
         .run(reconcile, error_policy, state)
         .for_each(|_| async {})
         .await;

@@ -8,7 +8,9 @@
 //!
 //! Not implemented: maxUnavailable (alpha), PVC retention policy `Delete`, orphan adoption.
 
-use crate::podctl::{self, Expectations, Recorder, REVISION_HASH_LABEL};
+use crate::meta;
+use crate::podctl::{self, Expectations, REVISION_HASH_LABEL};
+use crate::recorder::Recorder;
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
@@ -161,7 +163,7 @@ async fn reconcile(set: Arc<StatefulSet>, s: Arc<State>) -> Result<Action, Error
         .store()
         .wait_until_ready()
         .await;
-    let key = podctl::key(set.as_ref());
+    let key = meta::key(set.as_ref());
     if set.metadata.deletion_timestamp.is_some() {
         s.exp.forget(&key);
         return Ok(Action::await_change());
@@ -170,19 +172,7 @@ async fn reconcile(set: Arc<StatefulSet>, s: Arc<State>) -> Result<Action, Error
     let name = set.name_any();
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pods = podctl::owned_pods(&ctx.informers.pods.store(), set.as_ref());
-    let names: HashSet<&str> = pods
-        .iter()
-        .filter_map(|p| p.metadata.name.as_deref())
-        .collect();
-    if !s.exp.satisfied(
-        &key,
-        |n| names.contains(n),
-        |u| {
-            !pods
-                .iter()
-                .any(|p| p.uid().as_deref() == Some(u) && !podctl::is_terminating(p))
-        },
-    ) {
+    if !s.exp.satisfied_by_pods(&key, &pods) {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let spec = set.spec.clone().unwrap_or_default();
@@ -263,7 +253,7 @@ async fn reconcile(set: Arc<StatefulSet>, s: Arc<State>) -> Result<Action, Error
                     Ok(p) => {
                         s.exp.expect_create(&key, p.name_any());
                         s.rec
-                            .emit(
+                            .record(
                                 set.as_ref(),
                                 "Normal",
                                 "SuccessfulCreate",
@@ -277,7 +267,7 @@ async fn reconcile(set: Arc<StatefulSet>, s: Arc<State>) -> Result<Action, Error
                     Err(e) if podctl::is_conflict(&e) => {}
                     Err(e) => {
                         s.rec
-                            .emit(
+                            .record(
                                 set.as_ref(),
                                 "Warning",
                                 "FailedCreate",
@@ -300,7 +290,7 @@ async fn reconcile(set: Arc<StatefulSet>, s: Arc<State>) -> Result<Action, Error
                 {
                     Ok(_) => {
                         s.rec
-                            .emit(
+                            .record(
                                 set.as_ref(),
                                 "Normal",
                                 "SuccessfulDelete",
@@ -413,7 +403,7 @@ async fn create_claims(s: &State, set: &StatefulSet, o: i32) -> Result<(), Error
         match api.create(&PostParams::default(), &pvc).await {
             Ok(_) => {
                 s.rec
-                    .emit(
+                    .record(
                         set,
                         "Normal",
                         "SuccessfulCreate",
@@ -428,7 +418,7 @@ async fn create_claims(s: &State, set: &StatefulSet, o: i32) -> Result<(), Error
             Err(e) if podctl::is_conflict(&e) => {}
             Err(e) => {
                 s.rec
-                    .emit(set, "Warning", "FailedCreate", format!("create Claim {cname} for Pod {}-{o} in StatefulSet {} failed error: {e}", set.name_any(), set.name_any()))
+                    .record(set, "Warning", "FailedCreate", format!("create Claim {cname} for Pod {}-{o} in StatefulSet {} failed error: {e}", set.name_any(), set.name_any()))
                     .await;
                 return Err(e.into());
             }
@@ -483,7 +473,7 @@ pub fn pod_for(set: &StatefulSet, tmpl: &PodTemplateSpec, revision: &str, o: i32
             labels: Some(labels),
             annotations: tm.annotations,
             finalizers: tm.finalizers,
-            owner_references: Some(vec![podctl::controller_ref(set)]),
+            owner_references: Some(vec![meta::new_controller_ref(set)]),
             ..Default::default()
         },
         spec: Some(spec),
