@@ -103,7 +103,11 @@ where
         let Some(writer) = self.writer.lock().expect("informer lock").take() else {
             return;
         };
-        let events = watcher(self.api.clone(), self.config.clone()).default_backoff();
+        // Like upstream's informers, the caches drop managedFields: no controller reads
+        // them, and they are often the largest part of an object.
+        let events = watcher(self.api.clone(), self.config.clone())
+            .default_backoff()
+            .modify(|obj| obj.meta_mut().managed_fields = None);
         tokio::spawn(reflect(writer, self.tx.clone(), events));
     }
 }
