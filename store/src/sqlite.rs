@@ -156,6 +156,10 @@ fn open_conn(path: &Path, writer: bool) -> Result<Connection> {
         .map_err(|e| StoreError::Unavailable(format!("open {}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(internal)?;
+    // Keep SQLite's own page cache small (KiB): the OS page cache already holds the file,
+    // and each pooled connection would otherwise keep up to 2 MiB of duplicate pages.
+    conn.pragma_update(None, "cache_size", if writer { -1024 } else { -256 })
+        .map_err(internal)?;
     if writer {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(internal)?;
