@@ -59,6 +59,28 @@ fn sub_entries(
                 r.kind,
                 vec!["update"],
             )),
+            Subresource::Log => out.push(("log".to_string(), "", "v1", "Pod", vec!["get"])),
+            Subresource::Exec => out.push((
+                "exec".to_string(),
+                "",
+                "v1",
+                "PodExecOptions",
+                vec!["create", "get"],
+            )),
+            Subresource::Attach => out.push((
+                "attach".to_string(),
+                "",
+                "v1",
+                "PodAttachOptions",
+                vec!["create", "get"],
+            )),
+            Subresource::PortForward => out.push((
+                "portforward".to_string(),
+                "",
+                "v1",
+                "PodPortForwardOptions",
+                vec!["create", "get"],
+            )),
         }
     }
     out

@@ -27,6 +27,8 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 #[derive(Debug, PartialEq)]
 pub enum Route {
     Version,
+    CaCerts,
+    NodeCredentials,
     Health(String),
     Api,
     ApiV1,
@@ -58,6 +60,8 @@ pub fn route(path: &str) -> Route {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match segs.as_slice() {
         ["version"] => Route::Version,
+        ["cacerts"] => Route::CaCerts,
+        ["v1-minik8s", "node-credentials"] => Route::NodeCredentials,
         [h @ ("healthz" | "livez" | "readyz")] => Route::Health(h.to_string()),
         [h @ ("healthz" | "livez" | "readyz"), check] => Route::Health(format!("{h}/{check}")),
         ["api"] => Route::Api,
@@ -171,7 +175,7 @@ fn authenticate(app: &App, req: &Request) -> Result<UserInfo, ApiError> {
     Ok(UserInfo::anonymous())
 }
 
-const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
+const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/cacerts"];
 
 fn is_public(path: &str) -> bool {
     let p = path.trim_end_matches('/');
@@ -257,6 +261,34 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
         .to_string();
     match route {
         Route::Version => Ok(json_response(StatusCode::OK, &app.version, &[])),
+        Route::CaCerts => match app.pki.get() {
+            Some(pki) => Ok(text_response(StatusCode::OK, pki.ca_cert_pem.clone())),
+            None => Err(ApiError::path_not_found()),
+        },
+        Route::NodeCredentials => {
+            let Some(pki) = app.pki.get().cloned() else {
+                return Err(ApiError::path_not_found());
+            };
+            if req.method() != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let is_admin = user.groups.iter().any(|g| g == "system:masters");
+            if user.name != crate::join::JOIN_USER && !is_admin {
+                return Err(ApiError::forbidden(format!(
+                    "User \"{}\" cannot request node credentials",
+                    user.name
+                )));
+            }
+            let (_, body) = read_body(req).await?;
+            let creq: crate::join::CredentialsRequest = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid credentials request: {e}")))?;
+            let creds = tokio::task::spawn_blocking(move || crate::join::issue(&pki, &creq))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))??;
+            let v = serde_json::to_value(&creds).map_err(|e| ApiError::internal(e.to_string()))?;
+            tracing::info!(user = %user.name, "issued node credentials");
+            Ok(json_response(StatusCode::OK, &v, &[]))
+        }
         Route::Health(which) => health(&app, &which, q.contains_key("verbose")).await,
         Route::Api => {
             let v = crate::discovery::negotiate_aggregated(&accept)
@@ -568,8 +600,96 @@ fn parse_sub(r: &ResourceRoute) -> ApiResult<Option<Subresource>> {
         Some("binding") if r.res.has(Subresource::Binding) => Ok(Some(Subresource::Binding)),
         Some("eviction") if r.res.has(Subresource::Eviction) => Ok(Some(Subresource::Eviction)),
         Some("finalize") if r.res.has(Subresource::Finalize) => Ok(Some(Subresource::Finalize)),
+        Some("log") if r.res.has(Subresource::Log) => Ok(Some(Subresource::Log)),
+        Some("exec") if r.res.has(Subresource::Exec) => Ok(Some(Subresource::Exec)),
+        Some("attach") if r.res.has(Subresource::Attach) => Ok(Some(Subresource::Attach)),
+        Some("portforward") if r.res.has(Subresource::PortForward) => {
+            Ok(Some(Subresource::PortForward))
+        }
         Some(_) => Err(ApiError::path_not_found()),
     }
+}
+
+/// `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`: find the pod's node and
+/// container, then proxy to that node's kubelet.
+async fn pod_stream(
+    app: &App,
+    req: Request,
+    ns: &str,
+    name: &str,
+    sub: Subresource,
+) -> ApiResult<Response> {
+    use crate::streaming::{self, StreamKind};
+    let kubelet = app
+        .kubelet_client
+        .get()
+        .ok_or_else(|| ApiError::internal("no kubelet client configured"))?;
+    let pods = resources::find("", "v1", "pods").ok_or_else(ApiError::path_not_found)?;
+    let pod = app.registry.get(pods, ns, name).await?;
+    let query = req.uri().query().unwrap_or("").to_string();
+    let q = query_map(Some(&query));
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let container = match q.get("container") {
+        Some(c) if !c.is_empty() => c.clone(),
+        _ if sub == Subresource::PortForward => String::new(),
+        _ => {
+            let names: Vec<&str> = pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.get("name").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            match names.as_slice() {
+                [one] => one.to_string(),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "a container name must be specified for pod {name}, choose one of: [{}]",
+                        names.join(" ")
+                    )))
+                }
+            }
+        }
+    };
+    let nodes = resources::find("", "v1", "nodes").ok_or_else(ApiError::path_not_found)?;
+    let node = app.registry.get(nodes, "", node_name).await?;
+    let host = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
+        })
+        .and_then(|x| x.get("address").and_then(Value::as_str))
+        .ok_or_else(|| ApiError::internal(format!("node {node_name} has no InternalIP")))?
+        .to_string();
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .unwrap_or(10250) as u16;
+    let kind = match sub {
+        Subresource::Log => {
+            let path = streaming::kubelet_log_path(ns, name, &container, &query);
+            return streaming::proxy_log(kubelet, &host, port, &path)
+                .await
+                .or_else(|e| Ok(e.into_response()));
+        }
+        Subresource::Exec => StreamKind::Exec,
+        Subresource::Attach => StreamKind::Attach,
+        _ => StreamKind::PortForward,
+    };
+    let path = streaming::kubelet_stream_path(kind, ns, name, &container, &query);
+    Ok(streaming::proxy_stream(kubelet, &host, port, kind, &path, req).await)
 }
 
 async fn resource(
@@ -609,6 +729,18 @@ async fn resource(
             Shape::Object => obj,
         }
     };
+    if let (
+        Some(
+            sub @ (Subresource::Log
+            | Subresource::Exec
+            | Subresource::Attach
+            | Subresource::PortForward),
+        ),
+        Some(name),
+    ) = (sub, r.name.clone())
+    {
+        return pod_stream(&app, req, &ns, &name, sub).await;
+    }
     match (verb, sub, r.name.clone()) {
         ("get", None, Some(name)) => {
             let obj = reg.get(res, &ns, &name).await?;

@@ -112,29 +112,7 @@ impl Pki {
         })?;
 
         // Serving certificate: reissued on every start so SAN changes take effect.
-        let key = KeyPair::generate().map_err(gen("serving"))?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen("serving"))?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        for s in sans {
-            let san = match s.parse::<IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(s.clone().try_into().map_err(gen("serving"))?),
-            };
-            if !params.subject_alt_names.contains(&san) {
-                params.subject_alt_names.push(san);
-            }
-        }
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
-        let cert = params.signed_by(&key, &issuer).map_err(gen("serving"))?;
-        let serving_cert_pem = cert.pem();
-        let serving_key_pem = key.serialize_pem();
+        let (serving_cert_pem, serving_key_pem) = issue_serving(&issuer, "kube-apiserver", sans)?;
         write(
             &dir.join("serving-kube-apiserver.crt"),
             &serving_cert_pem,
@@ -163,24 +141,35 @@ impl Pki {
         })
     }
 
-    /// Issues a client certificate (CN = user, O = groups) signed by the cluster CA.
-    pub fn issue_client_cert(
-        &self,
-        user: &str,
-        groups: &[&str],
-    ) -> Result<(String, String), PkiError> {
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
         let ca_key = self.dir.join("server-ca.key");
         let key_pem = read(&ca_key)?;
         let kp = KeyPair::from_pem(&key_pem).map_err(|source| PkiError::LoadCa {
             path: ca_key.clone(),
             source,
         })?;
-        let issuer =
-            Issuer::from_ca_cert_pem(&self.ca_cert_pem, kp).map_err(|source| PkiError::LoadCa {
-                path: ca_key,
-                source,
-            })?;
-        issue_client(&issuer, user, groups)
+        Issuer::from_ca_cert_pem(&self.ca_cert_pem, kp).map_err(|source| PkiError::LoadCa {
+            path: ca_key,
+            source,
+        })
+    }
+
+    /// Issues a client certificate (CN = user, O = groups) signed by the cluster CA.
+    pub fn issue_client_cert(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<(String, String), PkiError> {
+        issue_client(&self.issuer()?, user, groups)
+    }
+
+    /// Issues a serving certificate (CN = `cn`) for DNS names or IPs, signed by the CA.
+    pub fn issue_serving_cert(
+        &self,
+        cn: &str,
+        sans: &[String],
+    ) -> Result<(String, String), PkiError> {
+        issue_serving(&self.issuer()?, cn, sans)
     }
 
     /// A kubeconfig for the admin user, embedding the CA and the client certificate.
@@ -200,6 +189,33 @@ impl Pki {
             b64(key_pem)
         )
     }
+}
+
+fn issue_serving(
+    issuer: &Issuer<'_, KeyPair>,
+    cn: &str,
+    sans: &[String],
+) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate().map_err(gen("serving"))?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen("serving"))?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    for s in sans {
+        let san = match s.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(s.clone().try_into().map_err(gen("serving"))?),
+        };
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    let cert = params.signed_by(&key, issuer).map_err(gen("serving"))?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn issue_client(

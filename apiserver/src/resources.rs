@@ -19,6 +19,12 @@ pub enum Subresource {
     Eviction,
     /// `namespaces/finalize` (PUT the Namespace's spec.finalizers).
     Finalize,
+    /// `pods/log`, proxied to the node's kubelet.
+    Log,
+    /// `pods/exec`, `pods/attach`, `pods/portforward`: streams through the kubelet.
+    Exec,
+    Attach,
+    PortForward,
 }
 
 #[derive(Clone)]
@@ -117,7 +123,7 @@ where
     }
 }
 
-use Subresource::{Binding, Eviction, Finalize, Scale, Status};
+use Subresource::{Attach, Binding, Eviction, Exec, Finalize, Log, PortForward, Scale, Status};
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -135,7 +141,11 @@ pub fn all() -> &'static [ResourceInfo] {
             info::<core::v1::Node>(&["no"], NONE, &[Status]),
             info::<core::v1::PersistentVolumeClaim>(&["pvc"], NONE, &[Status]),
             info::<core::v1::PersistentVolume>(&["pv"], NONE, &[Status]),
-            info::<core::v1::Pod>(&["po"], ALL, &[Status, Binding, Eviction]),
+            info::<core::v1::Pod>(
+                &["po"],
+                ALL,
+                &[Status, Binding, Eviction, Log, Exec, Attach, PortForward],
+            ),
             info::<core::v1::ResourceQuota>(&["quota"], NONE, &[Status]),
             info::<core::v1::Secret>(NONE, NONE, &[]),
             info::<core::v1::ServiceAccount>(&["sa"], NONE, &[]),

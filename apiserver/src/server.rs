@@ -3,8 +3,8 @@
 //! and the shared application state behind every request.
 
 use crate::auth::{
-    AuthorizerChain, ComponentAuthorizer, DiscoveryAuthorizer, MastersAuthorizer, PeerCertificate,
-    TokenAuthenticator,
+    AuthorizerChain, ComponentAuthorizer, DiscoveryAuthorizer, JoinAuthorizer, MastersAuthorizer,
+    NodesAuthorizer, PeerCertificate, TokenAuthenticator,
 };
 use crate::openapi::OpenApi;
 use crate::pki::Pki;
@@ -43,6 +43,10 @@ pub struct App {
     pub authz: AuthorizerChain,
     pub version: Value,
     pub advertise_address: String,
+    /// The cluster CA, for `/cacerts` and node credentials (absent in some tests).
+    pub pki: std::sync::OnceLock<Arc<Pki>>,
+    /// How the API server reaches kubelets (logs, exec, attach, port-forward).
+    pub kubelet_client: std::sync::OnceLock<crate::streaming::KubeletClient>,
 }
 
 impl App {
@@ -64,6 +68,8 @@ impl App {
             authz: AuthorizerChain(vec![
                 Box::new(MastersAuthorizer),
                 Box::new(ComponentAuthorizer),
+                Box::new(NodesAuthorizer),
+                Box::new(JoinAuthorizer),
                 Box::new(DiscoveryAuthorizer),
             ]),
             version: json!({
@@ -78,6 +84,8 @@ impl App {
                 "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
             }),
             advertise_address,
+            pki: std::sync::OnceLock::new(),
+            kubelet_client: std::sync::OnceLock::new(),
         })
     }
 

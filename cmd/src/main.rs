@@ -1,6 +1,8 @@
-//! The `minik8s` binary: `minik8s server` runs the control plane; later issues add the
-//! agent. Flags follow k3s.
+//! The `minik8s` binary: `minik8s server` runs the control plane (and a node agent),
+//! `minik8s agent` joins a worker, `minik8s images build` makes the offline base images.
+//! Flags follow k3s.
 
+mod agent;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -19,8 +21,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane (API server over the embedded store or etcd).
+    /// Run the control plane (API server over the embedded store or etcd) and a node agent.
     Server(server::ServerArgs),
+    /// Run a node agent (kubelet) that joins a server.
+    Agent(agent::AgentArgs),
+    /// Offline base images.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Write localhost/busybox and localhost/pause OCI archives into DIR.
+    Build(agent::ImagesBuildArgs),
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 /// Caps glibc's malloc arenas before any thread starts. By default glibc gives each thread
@@ -58,20 +78,24 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => {
             init_logging(args.verbosity);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             rt.spawn(trim_heap_periodically());
             rt.block_on(server::run(args))
         }
+        Command::Agent(args) => {
+            init_logging(args.verbosity);
+            let rt = runtime()?;
+            rt.spawn(trim_heap_periodically());
+            rt.block_on(agent::run(args))
+        }
+        Command::Images(ImagesCommand::Build(args)) => agent::images_build(args),
     }
 }
 
 fn init_logging(v: u8) {
     let level = match v {
         0 => "info",
-        1..=2 => "info,apiserver=debug",
+        1..=2 => "info,apiserver=debug,node=debug",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MINIK8S_LOG")

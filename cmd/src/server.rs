@@ -36,7 +36,7 @@ pub struct ServerArgs {
     /// Where to write the admin kubeconfig (mode 0600). Default: DATA/kubeconfig.yaml.
     #[arg(long)]
     pub write_kubeconfig: Option<PathBuf>,
-    /// Do not run the node agent in the server (the agent is not built yet).
+    /// Do not run the node agent in the server.
     #[arg(long)]
     pub disable_agent: bool,
     /// Do not run the controller manager.
@@ -57,6 +57,9 @@ pub struct ServerArgs {
     /// Log verbosity (repeat for more).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     pub verbosity: u8,
+    /// Flags of the server's own node agent.
+    #[command(flatten)]
+    pub node: crate::agent::NodeArgs,
 }
 
 /// Turns `--config FILE` into flags placed before the command-line ones, so the command
@@ -234,8 +237,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     eprintln!("kubeconfig written to {}", kubeconfig.display());
 
+    let _ = app.pki.set(Arc::new(pki.clone()));
+    let (kc_cert, kc_key) =
+        pki.issue_client_cert("kube-apiserver-kubelet-client", &["system:masters"])?;
+    let _ = app.kubelet_client.set(apiserver::streaming::KubeletClient {
+        ca_pem: pki.ca_cert_pem.clone(),
+        client_cert_pem: kc_cert,
+        client_key_pem: kc_key,
+    });
     let serve = apiserver::server::serve(listener, app, &pki);
-    let components = run_components(&args, &pki, &url);
+    let components = run_components(&args, &pki, &url, &full_token);
     tokio::select! {
         r = serve => r.context("api server stopped")?,
         r = components => r?,
@@ -257,8 +268,35 @@ async fn component_client(pki: &Pki, url: &str, user: &str) -> anyhow::Result<ku
 
 /// Runs the controller manager and the scheduler in-process, each talking to the API
 /// server over HTTPS with its own identity. Returns only on a fatal error.
-async fn run_components(args: &ServerArgs, pki: &Pki, url: &str) -> anyhow::Result<()> {
+async fn run_components(
+    args: &ServerArgs,
+    pki: &Pki,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<()> {
     let mut set = tokio::task::JoinSet::new();
+    if !args.disable_agent {
+        let default_ip = args
+            .advertise_address
+            .or_else(|| (!args.bind_address.is_unspecified()).then_some(args.bind_address));
+        let cfg = crate::agent::agent_config(
+            crate::agent::JoinTarget {
+                server: url.to_string(),
+                token: token.to_string(),
+                data_dir: args.data_dir.clone(),
+                cluster_cidr: args.cluster_cidr.clone(),
+                service_cidr: args.service_cidr.clone(),
+                default_ip,
+                control_plane: true,
+            },
+            &args.node,
+        )?;
+        set.spawn(async move {
+            node::agent::run(cfg, std::future::pending())
+                .await
+                .context("node agent")
+        });
+    }
     if !args.disable_controllers {
         let client = component_client(pki, url, "system:kube-controller-manager").await?;
         let cfg = controllers::Config {
@@ -286,7 +324,7 @@ async fn run_components(args: &ServerArgs, pki: &Pki, url: &str) -> anyhow::Resu
     std::future::pending().await
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -19,6 +19,8 @@
 //! case they fail. Children get `PR_SET_PDEATHSIG=SIGKILL`, so they also die if the test
 //! thread that started them dies without running destructors.
 
+pub mod cluster;
+
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -302,6 +304,9 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--bind-address", "127.0.0.1"])
+            // Control-plane tests run without a node agent (no containerd); the
+            // multi-host cluster harness starts agents of its own.
+            .arg("--disable-agent")
             .arg("--https-listen-port")
             .arg(self.port.to_string());
         if let Some(ep) = &self.opts.datastore_endpoint {
@@ -424,6 +429,8 @@ pub struct Kubectl {
     home: tempfile::TempDir,
     editor: Option<PathBuf>,
     envs: Vec<(String, String)>,
+    /// A network namespace file: kubectl then runs as `nsenter --net=PATH kubectl ...`.
+    netns: Option<PathBuf>,
 }
 
 impl Kubectl {
@@ -436,7 +443,15 @@ impl Kubectl {
                 .expect("creating kubectl HOME"),
             editor: None,
             envs: Vec::new(),
+            netns: None,
         }
+    }
+
+    /// Runs every kubectl of this instance inside the network namespace file `netns`
+    /// (e.g. `/run/netns/NAME`), as `nsenter --net=NETNS kubectl ...`.
+    pub fn in_netns(mut self, netns: &Path) -> Kubectl {
+        self.netns = Some(netns.to_path_buf());
+        self
     }
 
     /// The per-instance HOME, also the working directory (relative `-f` paths).
@@ -472,7 +487,14 @@ impl Kubectl {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg("kubectl");
+                c
+            }
+            None => Command::new("kubectl"),
+        };
         cmd.args(args)
             .current_dir(self.home.path())
             .env("KUBECONFIG", &self.kubeconfig)

@@ -313,7 +313,13 @@ pub(crate) fn add_resource(r: &ResourceInfo, paths: &mut Map<String, Value>) {
             Subresource::Status => ("status", obj, gvk, "Status"),
             Subresource::Scale => ("scale", SCALE, ("autoscaling", "v1", "Scale"), "Scale"),
             // Action subresources are not described in the OpenAPI documents.
-            Subresource::Binding | Subresource::Eviction | Subresource::Finalize => continue,
+            Subresource::Binding
+            | Subresource::Eviction
+            | Subresource::Finalize
+            | Subresource::Log
+            | Subresource::Exec
+            | Subresource::Attach
+            | Subresource::PortForward => continue,
         };
         let mut m = Map::new();
         m.insert(

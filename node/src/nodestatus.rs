@@ -1,0 +1,681 @@
+//! The Node object a kubelet registers and keeps current: addresses, capacity from the
+//! machine, allocatable after reservations and hard eviction thresholds, the four node
+//! conditions, nodeInfo, images, labels and taints. Machine facts come through
+//! [`MachineInfo`] so the object is built by pure functions.
+
+use k8s_openapi::api::core::v1::{
+    ContainerImage, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo, Taint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const KUBELET_VERSION: &str = "v1.33.0+minik8s";
+pub const KUBELET_PORT: i32 = 10250;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeConfigError {
+    #[error("invalid {flag} entry {value:?}: {reason}")]
+    Flag {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Facts about the machine, read once per status update.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MachineFacts {
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub fs_capacity_bytes: u64,
+    pub fs_available_bytes: u64,
+    pub pid_max: u64,
+    pub pids_running: u64,
+    pub kernel_version: String,
+    pub os_image: String,
+    pub machine_id: String,
+    pub boot_id: String,
+    pub hostname: String,
+}
+
+pub trait MachineInfo: Send + Sync {
+    fn facts(&self, data_dir: &Path) -> MachineFacts;
+}
+
+/// Reads /proc, /etc and statvfs.
+pub struct SysMachine;
+
+fn read_trim(p: &str) -> String {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn meminfo_kib(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn os_pretty_name(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".into())
+}
+
+impl MachineInfo for SysMachine {
+    fn facts(&self, data_dir: &Path) -> MachineFacts {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let (fs_cap, fs_avail) = statvfs(data_dir).unwrap_or((0, 0));
+        let loadavg = read_trim("/proc/loadavg");
+        let pids_running = loadavg
+            .split_whitespace()
+            .nth(3)
+            .and_then(|x| x.split_once('/'))
+            .and_then(|(_, t)| t.parse().ok())
+            .unwrap_or(0);
+        MachineFacts {
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            memory_bytes: meminfo_kib(&meminfo, "MemTotal") * 1024,
+            memory_available_bytes: meminfo_kib(&meminfo, "MemAvailable") * 1024,
+            fs_capacity_bytes: fs_cap,
+            fs_available_bytes: fs_avail,
+            pid_max: read_trim("/proc/sys/kernel/pid_max")
+                .parse()
+                .unwrap_or(32768),
+            pids_running,
+            kernel_version: read_trim("/proc/sys/kernel/osrelease"),
+            os_image: os_pretty_name(
+                &std::fs::read_to_string("/etc/os-release").unwrap_or_default(),
+            ),
+            machine_id: read_trim("/etc/machine-id"),
+            boot_id: read_trim("/proc/sys/kernel/random/boot_id"),
+            hostname: read_trim("/proc/sys/kernel/hostname"),
+        }
+    }
+}
+
+fn statvfs(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct; the path is NUL-terminated.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
+            return None;
+        }
+        let bs = s.f_frsize;
+        Some((s.f_blocks * bs, s.f_bavail * bs))
+    }
+}
+
+/// Parses a Kubernetes quantity into an integer of base units (bytes, or millicores when
+/// `millis`). Supports the binary and decimal suffixes and `m`.
+pub fn parse_quantity(q: &str, millis: bool) -> Option<i128> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match suffix {
+        "" => 1.0,
+        "m" => 0.001,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
+        _ => return None,
+    };
+    let v = n * mult * if millis { 1000.0 } else { 1.0 };
+    Some(v.round() as i128)
+}
+
+/// `cpu=500m,memory=1Gi` → map.
+pub fn parse_resource_list(
+    flag: &'static str,
+    s: &str,
+) -> Result<BTreeMap<String, String>, NodeConfigError> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let (k, v) = item.split_once('=').ok_or_else(|| NodeConfigError::Flag {
+            flag,
+            value: item.into(),
+            reason: "expected name=quantity".into(),
+        })?;
+        if parse_quantity(v, k == "cpu").is_none() {
+            return Err(NodeConfigError::Flag {
+                flag,
+                value: item.into(),
+                reason: "not a quantity".into(),
+            });
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// A hard eviction threshold: `memory.available<100Mi` or `nodefs.available<10%`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Threshold {
+    Quantity(i128),
+    Percent(f64),
+}
+
+pub fn default_eviction_hard() -> BTreeMap<String, Threshold> {
+    BTreeMap::from([
+        (
+            "memory.available".to_string(),
+            Threshold::Quantity(100 * 1024 * 1024),
+        ),
+        ("nodefs.available".to_string(), Threshold::Percent(10.0)),
+        ("imagefs.available".to_string(), Threshold::Percent(15.0)),
+        ("nodefs.inodesFree".to_string(), Threshold::Percent(5.0)),
+    ])
+}
+
+/// `memory.available<100Mi,nodefs.available<10%`; an empty string keeps the defaults.
+pub fn parse_eviction_hard(s: &str) -> Result<BTreeMap<String, Threshold>, NodeConfigError> {
+    if s.trim().is_empty() {
+        return Ok(default_eviction_hard());
+    }
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let bad = |reason: &str| NodeConfigError::Flag {
+            flag: "--eviction-hard",
+            value: item.into(),
+            reason: reason.into(),
+        };
+        let (k, v) = item
+            .split_once('<')
+            .ok_or_else(|| bad("expected signal<value"))?;
+        let t = match v.strip_suffix('%') {
+            Some(p) => Threshold::Percent(p.parse().map_err(|_| bad("bad percentage"))?),
+            None => {
+                Threshold::Quantity(parse_quantity(v, false).ok_or_else(|| bad("bad quantity"))?)
+            }
+        };
+        out.insert(k.to_string(), t);
+    }
+    Ok(out)
+}
+
+/// `key=value:Effect` or `key:Effect`.
+pub fn parse_taint(s: &str) -> Result<Taint, NodeConfigError> {
+    let bad = |reason: &str| NodeConfigError::Flag {
+        flag: "--node-taint",
+        value: s.into(),
+        reason: reason.into(),
+    };
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected key=value:Effect"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(bad(
+            "effect must be NoSchedule, PreferNoSchedule or NoExecute",
+        ));
+    }
+    let (k, v) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    if k.is_empty() {
+        return Err(bad("empty key"));
+    }
+    Ok(Taint {
+        key: k.into(),
+        value: v,
+        effect: effect.into(),
+        time_added: None,
+    })
+}
+
+/// What the agent was told about its node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeConfig {
+    pub name: String,
+    pub internal_ip: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub max_pods: u32,
+    pub kube_reserved: BTreeMap<String, String>,
+    pub system_reserved: BTreeMap<String, String>,
+    pub eviction_hard: BTreeMap<String, Threshold>,
+    /// Adds the control-plane role labels (the server's own agent).
+    pub control_plane: bool,
+}
+
+fn reserved(cfg: &NodeConfig, name: &str, millis: bool) -> i128 {
+    [&cfg.kube_reserved, &cfg.system_reserved]
+        .iter()
+        .filter_map(|m| m.get(name))
+        .filter_map(|q| parse_quantity(q, millis))
+        .sum()
+}
+
+fn threshold_bytes(t: Option<&Threshold>, capacity: u64) -> i128 {
+    match t {
+        Some(Threshold::Quantity(q)) => *q,
+        Some(Threshold::Percent(p)) => (capacity as f64 * p / 100.0) as i128,
+        None => 0,
+    }
+}
+
+fn qty(s: String) -> Quantity {
+    Quantity(s)
+}
+
+fn millis_quantity(m: i128) -> Quantity {
+    if m % 1000 == 0 {
+        qty((m / 1000).to_string())
+    } else {
+        qty(format!("{m}m"))
+    }
+}
+
+/// Capacity and allocatable as upstream reports them (memory in Ki).
+pub fn resources(
+    cfg: &NodeConfig,
+    m: &MachineFacts,
+) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
+    let cpu_m = m.cpus as i128 * 1000;
+    let mem = m.memory_bytes as i128;
+    let fs = m.fs_capacity_bytes as i128;
+    let capacity = BTreeMap::from([
+        ("cpu".to_string(), millis_quantity(cpu_m)),
+        ("memory".to_string(), qty(format!("{}Ki", mem / 1024))),
+        (
+            "ephemeral-storage".to_string(),
+            qty(format!("{}Ki", fs / 1024)),
+        ),
+        ("pods".to_string(), qty(cfg.max_pods.to_string())),
+        ("hugepages-2Mi".to_string(), qty("0".into())),
+    ]);
+    let alloc_cpu = (cpu_m - reserved(cfg, "cpu", true)).max(0);
+    let alloc_mem = (mem
+        - reserved(cfg, "memory", false)
+        - threshold_bytes(cfg.eviction_hard.get("memory.available"), m.memory_bytes))
+    .max(0);
+    let alloc_fs = (fs
+        - reserved(cfg, "ephemeral-storage", false)
+        - threshold_bytes(
+            cfg.eviction_hard.get("nodefs.available"),
+            m.fs_capacity_bytes,
+        ))
+    .max(0);
+    let allocatable = BTreeMap::from([
+        ("cpu".to_string(), millis_quantity(alloc_cpu)),
+        ("memory".to_string(), qty(format!("{}Ki", alloc_mem / 1024))),
+        ("ephemeral-storage".to_string(), qty(alloc_fs.to_string())),
+        ("pods".to_string(), qty(cfg.max_pods.to_string())),
+        ("hugepages-2Mi".to_string(), qty("0".into())),
+    ]);
+    (capacity, allocatable)
+}
+
+/// The labels a kubelet sets on its own Node.
+pub fn node_labels(cfg: &NodeConfig) -> BTreeMap<String, String> {
+    let arch = if cfg!(target_arch = "x86_64") {
+        "amd64"
+    } else if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        std::env::consts::ARCH
+    };
+    let mut l = BTreeMap::from([
+        ("kubernetes.io/hostname".to_string(), cfg.name.clone()),
+        ("kubernetes.io/os".to_string(), "linux".to_string()),
+        ("kubernetes.io/arch".to_string(), arch.to_string()),
+        ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
+        ("beta.kubernetes.io/arch".to_string(), arch.to_string()),
+    ]);
+    if cfg.control_plane {
+        l.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            "true".into(),
+        );
+        l.insert("node-role.kubernetes.io/master".into(), "true".into());
+    }
+    l.extend(cfg.labels.clone());
+    l
+}
+
+/// Pressure and readiness as the kubelet sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Health {
+    /// None = ready; Some(message) = not ready and why.
+    pub not_ready: Option<String>,
+    pub memory_pressure: bool,
+    pub disk_pressure: bool,
+    pub pid_pressure: bool,
+}
+
+pub fn pressures(cfg: &NodeConfig, m: &MachineFacts) -> (bool, bool, bool) {
+    let mem = (m.memory_available_bytes as i128)
+        < threshold_bytes(cfg.eviction_hard.get("memory.available"), m.memory_bytes);
+    let disk = m.fs_capacity_bytes > 0
+        && (m.fs_available_bytes as i128)
+            < threshold_bytes(
+                cfg.eviction_hard.get("nodefs.available"),
+                m.fs_capacity_bytes,
+            );
+    let pid = m.pid_max > 0 && m.pids_running * 100 > m.pid_max * 95;
+    (mem, disk, pid)
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    now: &Time,
+    old: &[NodeCondition],
+) -> NodeCondition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let transition = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    NodeCondition {
+        type_: type_.into(),
+        status,
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_heartbeat_time: Some(now.clone()),
+        last_transition_time: Some(transition),
+    }
+}
+
+/// The four conditions in upstream's order and wording.
+pub fn conditions(h: &Health, now: &Time, old: &[NodeCondition]) -> Vec<NodeCondition> {
+    let mut v = vec![
+        if h.memory_pressure {
+            condition(
+                "MemoryPressure",
+                true,
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+                now,
+                old,
+            )
+        } else {
+            condition(
+                "MemoryPressure",
+                false,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                now,
+                old,
+            )
+        },
+        if h.disk_pressure {
+            condition(
+                "DiskPressure",
+                true,
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+                now,
+                old,
+            )
+        } else {
+            condition(
+                "DiskPressure",
+                false,
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                now,
+                old,
+            )
+        },
+        if h.pid_pressure {
+            condition(
+                "PIDPressure",
+                true,
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+                now,
+                old,
+            )
+        } else {
+            condition(
+                "PIDPressure",
+                false,
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                now,
+                old,
+            )
+        },
+    ];
+    v.push(match &h.not_ready {
+        None => condition(
+            "Ready",
+            true,
+            "KubeletReady",
+            "kubelet is posting ready status",
+            now,
+            old,
+        ),
+        Some(msg) => condition("Ready", false, "KubeletNotReady", msg, now, old),
+    });
+    v
+}
+
+/// Everything the status carries besides conditions.
+pub struct StatusInputs<'a> {
+    pub machine: &'a MachineFacts,
+    pub runtime_version: &'a str,
+    pub images: Vec<ContainerImage>,
+    pub health: Health,
+}
+
+pub fn node_status(
+    cfg: &NodeConfig,
+    inp: &StatusInputs,
+    now: &Time,
+    old: &[NodeCondition],
+) -> NodeStatus {
+    let (capacity, allocatable) = resources(cfg, inp.machine);
+    let m = inp.machine;
+    NodeStatus {
+        addresses: Some(vec![
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: cfg.internal_ip.clone(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: cfg.name.clone(),
+            },
+        ]),
+        capacity: Some(capacity),
+        allocatable: Some(allocatable),
+        conditions: Some(conditions(&inp.health, now, old)),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint {
+                port: KUBELET_PORT,
+            }),
+        }),
+        images: Some(inp.images.clone()),
+        node_info: Some(NodeSystemInfo {
+            architecture: node_labels(cfg)
+                .get("kubernetes.io/arch")
+                .cloned()
+                .unwrap_or_default(),
+            boot_id: m.boot_id.clone(),
+            container_runtime_version: inp.runtime_version.into(),
+            kernel_version: m.kernel_version.clone(),
+            kube_proxy_version: KUBELET_VERSION.into(),
+            kubelet_version: KUBELET_VERSION.into(),
+            machine_id: m.machine_id.clone(),
+            operating_system: "linux".into(),
+            os_image: m.os_image.clone(),
+            system_uuid: m.machine_id.clone(),
+            swap: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The Node as first registered.
+pub fn new_node(cfg: &NodeConfig) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(cfg.name.clone()),
+            labels: Some(node_labels(cfg)),
+            annotations: Some(BTreeMap::from([(
+                "node.alpha.kubernetes.io/ttl".to_string(),
+                "0".to_string(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            taints: (!cfg.taints.is_empty()).then(|| cfg.taints.clone()),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// True when two statuses differ in more than heartbeat times.
+pub fn status_changed(a: &NodeStatus, b: &NodeStatus) -> bool {
+    let strip = |s: &NodeStatus| {
+        let mut s = s.clone();
+        if let Some(cs) = s.conditions.as_mut() {
+            for c in cs {
+                c.last_heartbeat_time = None;
+            }
+        }
+        s
+    };
+    strip(a) != strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> MachineFacts {
+        MachineFacts {
+            cpus: 2,
+            memory_bytes: 4 * 1024 * 1024 * 1024,
+            memory_available_bytes: 3 * 1024 * 1024 * 1024,
+            fs_capacity_bytes: 100 * 1024 * 1024 * 1024,
+            fs_available_bytes: 50 * 1024 * 1024 * 1024,
+            pid_max: 32768,
+            pids_running: 100,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("500m", true), Some(500));
+        assert_eq!(parse_quantity("2", true), Some(2000));
+        assert_eq!(parse_quantity("1Gi", false), Some(1 << 30));
+        assert_eq!(parse_quantity("100M", false), Some(100_000_000));
+        assert_eq!(parse_quantity("1e3", false), Some(1000));
+        assert_eq!(parse_quantity("x", false), None);
+    }
+
+    #[test]
+    fn allocatable_subtracts_reservations_and_eviction() {
+        let cfg = NodeConfig {
+            name: "n1".into(),
+            max_pods: 110,
+            kube_reserved: parse_resource_list("--kube-reserved", "cpu=100m,memory=256Mi").unwrap(),
+            system_reserved: parse_resource_list("--system-reserved", "cpu=100m").unwrap(),
+            eviction_hard: parse_eviction_hard("").unwrap(),
+            ..Default::default()
+        };
+        let (cap, alloc) = resources(&cfg, &facts());
+        assert_eq!(cap["cpu"].0, "2");
+        assert_eq!(cap["memory"].0, format!("{}Ki", 4 * 1024 * 1024));
+        assert_eq!(alloc["cpu"].0, "1800m");
+        assert_eq!(
+            alloc["memory"].0,
+            format!("{}Ki", 4 * 1024 * 1024 - 256 * 1024 - 100 * 1024)
+        );
+        assert_eq!(alloc["pods"].0, "110");
+    }
+
+    #[test]
+    fn flags_parse() {
+        let t = parse_taint("dedicated=gpu:NoSchedule").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("dedicated", Some("gpu"), "NoSchedule")
+        );
+        assert!(parse_taint("x:Bogus").is_err());
+        assert!(parse_resource_list("--kube-reserved", "cpu").is_err());
+        let e = parse_eviction_hard("memory.available<1Gi,nodefs.available<5%").unwrap();
+        assert_eq!(e["memory.available"], Threshold::Quantity(1 << 30));
+        assert_eq!(e["nodefs.available"], Threshold::Percent(5.0));
+        assert!(parse_eviction_hard("memory.available=1Gi").is_err());
+    }
+
+    #[test]
+    fn conditions_keep_transition_times() {
+        let t0 = Time(jiff::Timestamp::from_second(1000).unwrap());
+        let t1 = Time(jiff::Timestamp::from_second(2000).unwrap());
+        let c0 = conditions(&Health::default(), &t0, &[]);
+        assert_eq!(c0.len(), 4);
+        assert_eq!(c0[3].type_, "Ready");
+        assert_eq!(c0[3].reason.as_deref(), Some("KubeletReady"));
+        let c1 = conditions(&Health::default(), &t1, &c0);
+        assert_eq!(c1[3].last_transition_time, Some(t0.clone()));
+        assert_eq!(c1[3].last_heartbeat_time, Some(t1.clone()));
+        let h = Health {
+            not_ready: Some("runtime down".into()),
+            ..Default::default()
+        };
+        let c2 = conditions(&h, &t1, &c1);
+        assert_eq!(c2[3].status, "False");
+        assert_eq!(c2[3].last_transition_time, Some(t1));
+    }
+
+    #[test]
+    fn pressure_from_thresholds() {
+        let cfg = NodeConfig {
+            eviction_hard: default_eviction_hard(),
+            ..Default::default()
+        };
+        let mut m = facts();
+        assert_eq!(pressures(&cfg, &m), (false, false, false));
+        m.memory_available_bytes = 50 * 1024 * 1024;
+        m.fs_available_bytes = 1024;
+        assert_eq!(pressures(&cfg, &m), (true, true, false));
+    }
+
+    #[test]
+    fn labels_include_roles_for_servers() {
+        let cfg = NodeConfig {
+            name: "s".into(),
+            control_plane: true,
+            labels: BTreeMap::from([("a".to_string(), "b".to_string())]),
+            ..Default::default()
+        };
+        let l = node_labels(&cfg);
+        assert_eq!(l["kubernetes.io/hostname"], "s");
+        assert_eq!(l["node-role.kubernetes.io/control-plane"], "true");
+        assert_eq!(l["a"], "b");
+    }
+}
