@@ -67,6 +67,9 @@ pub struct Kubelet {
     state: Mutex<HashMap<String, PodState>>,
     workers: Mutex<HashMap<String, mpsc::Sender<()>>>,
     probers: Mutex<BTreeSet<String>>,
+    /// The pod watch has delivered its first complete list: only then may runtime pods
+    /// unknown to the API be torn down (a restarted agent must not kill its pods).
+    synced: std::sync::atomic::AtomicBool,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -108,6 +111,7 @@ impl Kubelet {
             state: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
             probers: Mutex::new(BTreeSet::new()),
+            synced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -175,9 +179,63 @@ impl Kubelet {
         self.signal(&uid);
     }
 
+    /// Periodic node housekeeping: container log rotation.
+    async fn housekeeping_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            self.rotate_logs().await;
+        }
+    }
+
+    /// Rotates container logs above 10 MiB, keeping 5 files per container (upstream's
+    /// containerLogMaxSize / containerLogMaxFiles): rename, then ReopenContainerLog.
+    async fn rotate_logs(&self) {
+        let Ok(containers) = self.runtime.list_containers().await else {
+            return;
+        };
+        for c in containers
+            .iter()
+            .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+        {
+            let Ok(st) = self.runtime.container_status(&c.id).await else {
+                continue;
+            };
+            let path = PathBuf::from(&st.log_path);
+            let (Some(dir), Some(base)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            let base = base.to_string_lossy().to_string();
+            let existing: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&base))
+                .filter_map(|e| Some((e.path(), e.metadata().ok()?.len())))
+                .collect();
+            let plan = crate::logs::rotation_plan(
+                &path,
+                &existing,
+                crate::logs::DEFAULT_MAX_SIZE,
+                crate::logs::DEFAULT_MAX_FILES,
+            );
+            for r in &plan.remove {
+                let _ = std::fs::remove_file(r);
+            }
+            if plan.rotate {
+                let to = crate::logs::rotated_name(&path, jiff::Timestamp::now());
+                if std::fs::rename(&path, &to).is_ok() {
+                    if let Err(e) = self.runtime.reopen_container_log(&c.id).await {
+                        tracing::warn!(container = %c.id, error = %e, "reopening container log");
+                    }
+                }
+            }
+        }
+    }
+
     /// Watches pods and relists the runtime until cancelled.
     pub async fn run(self: Arc<Self>) {
         let relist = tokio::spawn(self.clone().relist_loop());
+        let housekeeping = tokio::spawn(self.clone().housekeeping_loop());
         let api: Api<Pod> = Api::all(self.client.clone());
         let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", self.node.name));
         let stream = watcher(api, cfg);
@@ -208,6 +266,8 @@ impl Kubelet {
                         lock(&self.pods).remove(&uid);
                         self.signal(&uid);
                     }
+                    self.synced
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "pod watch");
@@ -216,6 +276,7 @@ impl Kubelet {
             }
         }
         relist.abort();
+        housekeeping.abort();
     }
 
     /// Wakes (or starts) the worker of a pod.
@@ -355,13 +416,30 @@ impl Kubelet {
         let pod = lock(&self.pods).get(uid).cloned();
         let rt = self.runtime_pod(uid).await?;
         let Some(pod) = pod else {
+            if !self.synced.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(SyncOutcome::Again(Some(Duration::from_secs(1))));
+            }
             // Not (or no longer) in the API: tear down whatever is left.
             self.kill_pod(None, &rt, Some(0)).await?;
             self.remove_runtime_objects(&rt).await;
             let dir = self.paths.pods.join(uid);
             if dir.exists() {
-                if let Err(e) = crate::volumes::teardown_volumes(&dir, self.mounter.as_ref()) {
-                    tracing::warn!(%uid, error = %e, "tearing down volumes");
+                match crate::volumes::teardown_volumes(&dir, self.mounter.as_ref()) {
+                    Ok(()) => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%uid, error = %e, "tearing down volumes");
+                        return Ok(SyncOutcome::Again(Some(Duration::from_secs(5))));
+                    }
+                }
+            }
+            // The pod's log directory (`<ns>_<name>_<uid>`).
+            if let Ok(entries) = std::fs::read_dir(&self.paths.logs) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(&format!("_{uid}")) {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
                 }
             }
             return Ok(SyncOutcome::Done);

@@ -1,8 +1,10 @@
 //! `cargo run --release -p e2e --bin bench -- [--quick] [--only 1,3]`
 //!
-//! Control-plane benchmarks (see BENCHMARKS.md). Starts its own `minik8s server`
+//! Control-plane and node benchmarks (see BENCHMARKS.md). Starts its own `minik8s server`
 //! processes and an etcd (temp dirs, free ports on 127.0.0.1), measures, prints a markdown
 //! table and exits. Every child is killed by pid when the run ends, also on error.
+//! Figures 9-11 (the node agent) run in a multi-host cluster of network namespaces
+//! (`e2e::cluster`): all their traffic stays inside the namespaces that harness created.
 //!
 //! Environment: `MINIK8S_BIN` (default: target/release/minik8s, built first with cargo),
 //! `ETCD_BIN` (default: /usr/bin/etcd).
@@ -36,6 +38,10 @@ struct Cfg {
     sched_pods: usize,
     deploy_nodes: usize,
     deploy_replicas: usize,
+    /// Figure 9-10: pods started on one node (per phase).
+    node_pods: usize,
+    /// Figure 11: starts per case (fresh data dir, existing data dir).
+    agent_starts: usize,
     /// Flags that turn off the in-process controller manager and scheduler, when the
     /// binary has them (figures 3-5 measure the API server and store alone).
     api_only_flags: Vec<String>,
@@ -290,8 +296,38 @@ struct H2 {
 impl H2 {
     async fn connect(port: u16, tls: Arc<rustls::ClientConfig>) -> Result<H2> {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        H2::handshake(tcp, "127.0.0.1", port, tls).await
+    }
+
+    /// A connection to `ip:port` whose socket is created inside the network namespace
+    /// `netns` (a cluster host of figures 9-11); the bench's own threads stay where they are.
+    async fn connect_in(
+        netns: &Path,
+        ip: std::net::Ipv4Addr,
+        port: u16,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<H2> {
+        let netns = netns.to_path_buf();
+        let addr = std::net::SocketAddr::from((ip, port));
+        let std_tcp = tokio::task::spawn_blocking(move || {
+            e2e::cluster::in_netns(&netns, move || {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            })
+        })
+        .await???;
+        std_tcp.set_nonblocking(true)?;
+        let tcp = tokio::net::TcpStream::from_std(std_tcp)?;
+        H2::handshake(tcp, &ip.to_string(), port, tls).await
+    }
+
+    async fn handshake(
+        tcp: tokio::net::TcpStream,
+        host: &str,
+        port: u16,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<H2> {
         tcp.set_nodelay(true)?;
-        let name = ServerName::try_from("127.0.0.1")?.to_owned();
+        let name = ServerName::try_from(host.to_string())?;
         let stream = tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await?;
@@ -305,7 +341,7 @@ impl H2 {
         });
         Ok(H2 {
             send,
-            base: format!("https://127.0.0.1:{port}"),
+            base: format!("https://{host}:{port}"),
         })
     }
 
@@ -719,6 +755,11 @@ impl Report {
             println!(
                 "Figures 1-2 and 6-8 run the full server (`server --disable-agent`); figures 3-5 add `{}`.",
                 cfg.api_only_flags.join(" ")
+            );
+        }
+        if cfg.wants(9) || cfg.wants(10) || cfg.wants(11) {
+            println!(
+                "Figures 9-11 run a server (`--disable-agent`) and two `minik8s agent`s, each host in its own network namespace (e2e::cluster)."
             );
         }
         println!();
@@ -1826,7 +1867,7 @@ fn parse_args() -> Result<Cfg> {
                 );
             }
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--only 1,2,3,4,5,6,7,8]");
+                println!("usage: bench [--quick] [--only 1,2,3,4,5,6,7,8,9,10,11]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
@@ -1871,6 +1912,8 @@ fn parse_args() -> Result<Cfg> {
         sched_pods: if quick { 2000 } else { 10_000 },
         deploy_nodes: 100,
         deploy_replicas: 1000,
+        node_pods: 30,
+        agent_starts: if quick { 3 } else { 5 },
         api_only_flags,
     })
 }
@@ -1897,6 +1940,9 @@ async fn run(cfg: &Cfg, rep: &mut Report) -> Result<()> {
     }
     if cfg.wants(7) {
         fig_deployment(cfg, t, rep).await?;
+    }
+    if cfg.wants(9) || cfg.wants(10) || cfg.wants(11) {
+        fig_node(cfg, rep).await?;
     }
     Ok(())
 }
