@@ -88,6 +88,9 @@ fn sub_entries(
 
 /// Legacy `APIResourceList` for one group version.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if group == crate::metrics::GROUP {
+        return (version == crate::metrics::VERSION).then(crate::metrics::resource_list);
+    }
     let rs: Vec<&ResourceInfo> = resources::all()
         .iter()
         .filter(|r| r.group == group && r.version == version)
@@ -169,12 +172,16 @@ fn api_group(g: &str, versions: &[&str]) -> Value {
 
 /// Legacy `/apis`.
 pub fn api_group_list() -> Value {
-    let gs: Vec<Value> = groups().iter().map(|(g, vs)| api_group(g, vs)).collect();
+    let mut gs: Vec<Value> = groups().iter().map(|(g, vs)| api_group(g, vs)).collect();
+    gs.push(crate::metrics::api_group_entry());
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})
 }
 
 /// Legacy `/apis/<group>`.
 pub fn api_group_doc(group: &str) -> Option<Value> {
+    if group == crate::metrics::GROUP {
+        return Some(crate::metrics::api_group());
+    }
     groups().iter().find(|(g, _)| *g == group).map(|(g, vs)| {
         let mut v = api_group(g, vs);
         v["kind"] = json!("APIGroup");
@@ -227,6 +234,9 @@ pub fn aggregated(core: bool, version: &str) -> Value {
             vlist.push(json!({"version": v, "resources": rs, "freshness": "Current"}));
         }
         items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": vlist}));
+    }
+    if !core {
+        items.push(crate::metrics::aggregated_entry());
     }
     json!({
         "kind": "APIGroupDiscoveryList",

@@ -38,6 +38,8 @@ pub enum Route {
     OpenApiIndex,
     OpenApiGroupVersion(String),
     Resource(ResourceRoute),
+    /// `metrics.k8s.io/v1beta1` nodes and pods.
+    Metrics(crate::metrics::MetricsRoute),
     NotFound,
 }
 
@@ -70,6 +72,9 @@ pub fn route(path: &str) -> Route {
         ["apis"] => Route::Apis,
         ["apis", g] => Route::ApisGroup(g.to_string()),
         ["apis", g, v] => Route::ApisGroupVersion(g.to_string(), v.to_string()),
+        ["apis", crate::metrics::GROUP, crate::metrics::VERSION, rest @ ..] => {
+            crate::metrics::parse_route(rest).map_or(Route::NotFound, Route::Metrics)
+        }
         ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
         ["openapi", "v3"] => Route::OpenApiIndex,
         ["openapi", "v3", rest @ ..] => Route::OpenApiGroupVersion(rest.join("/")),
@@ -240,6 +245,7 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
             name: r.name.clone().unwrap_or_default(),
             path: path.clone(),
         },
+        Route::Metrics(m) => m.attributes(req.method(), &q, &path),
         _ => Attributes {
             verb: req.method().as_str().to_ascii_lowercase(),
             path: path.clone(),
@@ -343,6 +349,24 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
             None => Err(ApiError::path_not_found()),
         },
         Route::NotFound => Err(ApiError::path_not_found()),
+        Route::Metrics(m) => {
+            let source = crate::metrics::KubeletMetricsSource::new(
+                app.registry.clone(),
+                app.kubelet_client.get().cloned(),
+            );
+            let v = app
+                .metrics
+                .handle(
+                    &source,
+                    &m,
+                    req.method(),
+                    &q,
+                    &accept,
+                    jiff::Timestamp::now(),
+                )
+                .await?;
+            Ok(json_response(StatusCode::OK, &v, &[]))
+        }
         Route::Resource(r) => resource(app, req, r, q, &accept, &user).await,
     }
 }

@@ -12,6 +12,7 @@ pub mod join;
 pub mod list;
 pub mod managedfields;
 pub mod meta;
+pub mod metrics;
 pub mod nscache;
 pub mod openapi;
 pub mod patch;

@@ -47,6 +47,8 @@ pub struct App {
     pub pki: std::sync::OnceLock<Arc<Pki>>,
     /// How the API server reaches kubelets (logs, exec, attach, port-forward).
     pub kubelet_client: std::sync::OnceLock<crate::streaming::KubeletClient>,
+    /// `metrics.k8s.io`: the per-node summary cache.
+    pub metrics: crate::metrics::MetricsApi,
 }
 
 impl App {
@@ -86,6 +88,7 @@ impl App {
             advertise_address,
             pki: std::sync::OnceLock::new(),
             kubelet_client: std::sync::OnceLock::new(),
+            metrics: crate::metrics::MetricsApi::default(),
         })
     }
 

@@ -149,6 +149,22 @@ fn pods_run_across_nodes_with_upstream_behaviour() {
         assert_eq!(container_state(p)["restartCount"], 0);
     }
 
+    // Resource metrics: kubectl top nodes / pods.
+    let top = wait_for("kubectl top pods", Duration::from_secs(60), || {
+        let out = k.run(&["top", "pods", "-l", "app=web"]);
+        (out.code == 0 && out.stdout.lines().count() == 5).then_some(out.stdout)
+    });
+    assert!(
+        top.contains("CPU(cores)") && top.contains("MEMORY(bytes)"),
+        "{top}"
+    );
+    let top_nodes = wait_for("kubectl top nodes", Duration::from_secs(60), || {
+        let out = k.run(&["top", "nodes"]);
+        (out.code == 0 && out.stdout.contains(&h1) && out.stdout.contains(&h2))
+            .then_some(out.stdout)
+    });
+    assert!(top_nodes.contains("CPU") && top_nodes.contains(&h1), "{top_nodes}");
+
     // A pod on h1 fetches a page from a pod on h2 by pod IP.
     let on_h2 = web
         .iter()
@@ -521,9 +537,60 @@ fn agent_restart_keeps_pods_and_node_loss_moves_them() {
     if !netns_prerequisites() {
         return;
     }
-    let mut c = three_hosts(vec![AgentOpts::default(), AgentOpts::default()]);
+    // h3 is always under memory pressure (a hard threshold above its memory) and tainted
+    // so the scheduler leaves it alone.
+    let mut c = Cluster::start(ClusterOpts {
+        agents: 3,
+        server_agent: false,
+        agent_opts: vec![
+            AgentOpts::default(),
+            AgentOpts::default(),
+            AgentOpts {
+                taints: vec!["dedicated=pressure:NoSchedule".into()],
+                extra_args: vec!["--eviction-hard".into(), "memory.available<100Ti".into()],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    })
+    .expect("starting a server and three agents");
     let k = c.kubectl();
-    let (h1, h2) = (c.node_name(1), c.node_name(2));
+    let (h1, h2, h3) = (c.node_name(1), c.node_name(2), c.node_name(3));
+
+    // Node pressure: MemoryPressure is reported and new pods are refused with Evicted.
+    wait_for(
+        &format!("{h3} MemoryPressure"),
+        Duration::from_secs(60),
+        || {
+            let n = json(&k, &["get", "node", &h3]);
+            n["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "MemoryPressure" && c["status"] == "True")
+                .then_some(())
+        },
+    );
+    apply(
+        &k,
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: squeezed}}
+spec:
+  nodeName: {h3}
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    command: ["sleep", "3600"]
+"#
+        ),
+    );
+    let p = wait_pod(&k, "squeezed", "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(p["status"]["reason"], "Evicted", "{p:#}");
+    let msg = p["status"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("MemoryPressure"), "{msg}");
     // Short tolerations so a lost node's pods move within the test.
     apply(
         &k,

@@ -143,6 +143,7 @@ pub async fn run(
         runtime.clone(),
         crate::kubelet::KubeletPaths::under(&agent_dir),
         cfg.node.clone(),
+        cfg.sandbox_image.clone(),
     );
     let tls = crate::server::ServerTls {
         ca_pem: std::fs::read_to_string(&paths.ca).unwrap_or_default(),
@@ -169,6 +170,7 @@ pub async fn run(
     tasks.spawn(status_loop(
         client.clone(),
         runtime.clone(),
+        kubelet.clone(),
         cfg.clone(),
         runtime_version,
     ));
@@ -199,10 +201,18 @@ pub async fn run(
         let k = kubelet.clone();
         tasks.spawn(async move { k.run().await });
     }
+    let stats = Arc::new(crate::stats::StatsCollector::new(
+        runtime.clone(),
+        cfg.node.name.clone(),
+        crate::stats::HostPaths::host(),
+        crate::stats::StatsConfig::for_host(),
+    ));
+    tasks.spawn(stats.clone().run());
     {
         let backend: Arc<dyn crate::server::KubeletBackend> = kubelet.clone();
+        let app = crate::server::router(backend).merge(crate::stats::routes(stats));
         tasks.spawn(async move {
-            if let Err(e) = crate::server::serve(listener, tls, backend).await {
+            if let Err(e) = crate::server::serve_router(listener, tls, app).await {
                 tracing::error!(error = %e, "kubelet server stopped");
             }
         });
@@ -332,6 +342,7 @@ async fn runtime_health(runtime: &dyn Runtime) -> Option<String> {
 async fn status_loop(
     client: kube::Client,
     runtime: Arc<dyn Runtime>,
+    kubelet: Arc<crate::kubelet::Kubelet>,
     cfg: AgentConfig,
     runtime_version: String,
 ) {
@@ -341,12 +352,15 @@ async fn status_loop(
     let mut interval = Duration::from_millis(200);
     loop {
         let facts = machine.facts(&cfg.agent_dir());
-        let (mem, disk, pid) = nodestatus::pressures(&cfg.node, &facts);
+        // Memory and disk pressure as the eviction manager reports them (with its
+        // transition period); PID pressure from the process count heuristic.
+        let (_, _, pid) = nodestatus::pressures(&cfg.node, &facts);
+        let p = kubelet.pressure();
         let health = Health {
             not_ready: runtime_health(runtime.as_ref()).await,
-            memory_pressure: mem,
-            disk_pressure: disk,
-            pid_pressure: pid,
+            memory_pressure: p.memory,
+            disk_pressure: p.disk,
+            pid_pressure: pid || p.pid,
         };
         let images: Vec<ContainerImage> = runtime
             .list_images()

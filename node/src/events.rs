@@ -28,6 +28,18 @@ pub fn pod_ref(pod: &Pod, field_path: Option<String>) -> ObjectReference {
     }
 }
 
+/// The Node as an event subject (upstream records node events in the default namespace).
+pub fn node_ref(node: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(node.to_string()),
+        namespace: Some("default".into()),
+        uid: Some(node.to_string()),
+        ..Default::default()
+    }
+}
+
 impl Recorder {
     pub fn new(client: kube::Client, node: String) -> Recorder {
         Recorder {

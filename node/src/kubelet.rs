@@ -31,6 +31,10 @@ pub struct KubeletPaths {
     pub logs: PathBuf,
     /// AGENT/pod-manifests: static pods.
     pub manifests: PathBuf,
+    /// AGENT: the node filesystem the eviction manager watches.
+    pub agent: PathBuf,
+    /// containerd's root: the image filesystem when CRI reports none.
+    pub containerd_root: PathBuf,
 }
 
 impl KubeletPaths {
@@ -39,6 +43,8 @@ impl KubeletPaths {
             pods: agent_dir.join("pods"),
             logs: agent_dir.join("logs"),
             manifests: agent_dir.join("pod-manifests"),
+            agent: agent_dir.to_path_buf(),
+            containerd_root: agent_dir.join("containerd/root"),
         }
     }
 }
@@ -70,6 +76,9 @@ pub struct Kubelet {
     /// The pod watch has delivered its first complete list: only then may runtime pods
     /// unknown to the API be torn down (a restarted agent must not kill its pods).
     synced: std::sync::atomic::AtomicBool,
+    /// Node pressure as the eviction manager last saw it (node conditions, admission).
+    pressure: Mutex<crate::eviction::Pressure>,
+    sandbox_image: String,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -99,6 +108,7 @@ impl Kubelet {
         runtime: Arc<dyn Runtime>,
         paths: KubeletPaths,
         node: NodeConfig,
+        sandbox_image: String,
     ) -> Arc<Kubelet> {
         Arc::new(Kubelet {
             recorder: Recorder::new(client.clone(), node.name.clone()),
@@ -112,6 +122,8 @@ impl Kubelet {
             workers: Mutex::new(HashMap::new()),
             probers: Mutex::new(BTreeSet::new()),
             synced: std::sync::atomic::AtomicBool::new(false),
+            pressure: Mutex::new(crate::eviction::Pressure::default()),
+            sandbox_image,
         })
     }
 
@@ -180,10 +192,123 @@ impl Kubelet {
     }
 
     /// Periodic node housekeeping: container log rotation.
+    /// Node pressure as last observed by the eviction manager.
+    pub fn pressure(&self) -> crate::eviction::Pressure {
+        *lock(&self.pressure)
+    }
+
+    /// Periodic node housekeeping every 10 s: hard-threshold eviction (with image reclaim
+    /// under disk pressure), container log rotation, and image GC every 5 minutes.
     async fn housekeeping_loop(self: Arc<Self>) {
+        use crate::eviction::{EvictionConfig, EvictionManager, PassEnv};
+        use crate::imagegc::{ImageGc, ImageGcPolicy, SysFilesystems};
+        let fs = Arc::new(SysFilesystems);
+        let mut gc = ImageGc::new(
+            ImageGcPolicy::default(),
+            &self.sandbox_image,
+            fs.clone(),
+            self.paths.containerd_root.clone(),
+        )
+        .map_err(|e| tracing::warn!(error = %e, "image gc disabled"))
+        .ok();
+        let mut mgr = EvictionManager::new(EvictionConfig::new(self.node.eviction_hard.clone()));
+        let mut last_gc = Instant::now();
         loop {
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::time::sleep(crate::eviction::MONITORING_INTERVAL).await;
+            let facts = crate::nodestatus::MachineInfo::facts(
+                &crate::nodestatus::SysMachine,
+                &self.paths.agent,
+            );
+            let active: Vec<Pod> = {
+                let st = lock(&self.state);
+                lock(&self.pods)
+                    .values()
+                    .filter(|p| st.get(&uid_of(p)).is_some_and(|s| s.admitted))
+                    .filter(|p| {
+                        !matches!(
+                            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                            Some("Succeeded" | "Failed")
+                        )
+                    })
+                    .cloned()
+                    .collect()
+            };
+            let env = PassEnv {
+                runtime: self.runtime.as_ref(),
+                fs: fs.as_ref(),
+                facts: &facts,
+                nodefs_path: &self.paths.agent,
+                image_fs_fallback: &self.paths.containerd_root,
+                pod_logs_root: Some(&self.paths.logs),
+                pods_dir: Some(&self.paths.pods),
+                image_gc: gc.as_mut(),
+            };
+            match mgr.run_pass(env, &active, jiff::Timestamp::now()).await {
+                Ok(out) => {
+                    *lock(&self.pressure) = mgr.pressure();
+                    for e in out.node_events {
+                        self.recorder.event(
+                            crate::events::node_ref(&self.node.name),
+                            "Warning",
+                            &e.reason,
+                            e.message,
+                        );
+                    }
+                    for d in out.evictions {
+                        self.evict(&d).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "eviction pass"),
+            }
             self.rotate_logs().await;
+            if last_gc.elapsed() >= crate::imagegc::GC_PERIOD {
+                last_gc = Instant::now();
+                if let Some(gc) = gc.as_mut() {
+                    match gc
+                        .run_once(self.runtime.as_ref(), jiff::Timestamp::now())
+                        .await
+                    {
+                        Ok(report) => {
+                            for e in report.events {
+                                self.recorder.event(
+                                    crate::events::node_ref(&self.node.name),
+                                    "Warning",
+                                    &e.reason,
+                                    e.message,
+                                );
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "image gc"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evicts one pod: Failed/Evicted status first, then its containers are stopped.
+    async fn evict(&self, d: &crate::eviction::EvictionDecision) {
+        let Some(pod) = lock(&self.pods).get(&d.pod_uid).cloned() else {
+            return;
+        };
+        self.recorder.event(
+            pod_ref(&pod, None),
+            "Warning",
+            crate::eviction::REASON,
+            d.message.clone(),
+        );
+        if let Err(e) = self
+            .patch_status(&pod, &d.status_patch(&pod, jiff::Timestamp::now()))
+            .await
+        {
+            tracing::warn!(pod = %full_name(&pod), error = %e, "marking pod evicted");
+        }
+        if let Ok(rt) = self.runtime_pod(&d.pod_uid).await {
+            if let Err(e) = self
+                .kill_pod(Some(&pod), &rt, Some(d.grace_period_seconds))
+                .await
+            {
+                tracing::warn!(pod = %full_name(&pod), error = %e, "stopping evicted pod");
+            }
         }
     }
 
@@ -266,8 +391,7 @@ impl Kubelet {
                         lock(&self.pods).remove(&uid);
                         self.signal(&uid);
                     }
-                    self.synced
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    self.synced.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "pod watch");
@@ -437,7 +561,10 @@ impl Kubelet {
             // The pod's log directory (`<ns>_<name>_<uid>`).
             if let Ok(entries) = std::fs::read_dir(&self.paths.logs) {
                 for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().ends_with(&format!("_{uid}")) {
+                    if e.file_name()
+                        .to_string_lossy()
+                        .ends_with(&format!("_{uid}"))
+                    {
                         let _ = std::fs::remove_dir_all(e.path());
                     }
                 }
@@ -484,6 +611,14 @@ impl Kubelet {
             })
             .cloned()
             .collect();
+        if let Err(r) = crate::eviction::admit_under(self.pressure(), pod) {
+            self.recorder
+                .event(pod_ref(pod, None), "Warning", &r.reason, r.message.clone());
+            let patch =
+                json!({"status": {"phase": "Failed", "reason": r.reason, "message": r.message}});
+            self.patch_status(pod, &patch).await?;
+            return Ok(false);
+        }
         let facts =
             crate::nodestatus::MachineInfo::facts(&crate::nodestatus::SysMachine, &self.paths.pods);
         let (_, alloc) = crate::nodestatus::resources(&self.node, &facts);

@@ -297,8 +297,17 @@ pub async fn serve(
     tls: ServerTls,
     backend: Arc<dyn KubeletBackend>,
 ) -> Result<(), ServerError> {
+    serve_router(listener, tls, router(backend)).await
+}
+
+/// Serves `app` (the [`router`] routes, possibly merged with others such as
+/// `crate::stats::routes`) over HTTPS with the same client-certificate authorization.
+pub async fn serve_router(
+    listener: TcpListener,
+    tls: ServerTls,
+    app: axum::Router,
+) -> Result<(), ServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&tls)?));
-    let app = router(backend);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -1494,5 +1503,62 @@ mod tests {
             stream_options(&q("tty=1&error=1")),
             Err(ServerError::BadRequest(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn stats_summary_is_served_behind_authorization() {
+        use crate::stats::{HostPaths, StatsCollector, StatsConfig};
+        let pki = pki();
+        let dir = tempfile::tempdir().unwrap();
+        let paths = HostPaths {
+            proc_stat: dir.path().join("stat"),
+            meminfo: dir.path().join("meminfo"),
+            cpuacct_usage: None,
+            memory_cgroup: None,
+        };
+        std::fs::write(&paths.proc_stat, "cpu 1 2 3 4\n").unwrap();
+        std::fs::write(
+            &paths.meminfo,
+            "MemTotal: 100 kB\nMemFree: 10 kB\nMemAvailable: 50 kB\n",
+        )
+        .unwrap();
+        let collector = Arc::new(StatsCollector::new(
+            Arc::new(crate::cri::FakeRuntime::new()),
+            "node1",
+            paths,
+            StatsConfig::default(),
+        ));
+        let backend = Arc::new(FakeBackend::default());
+        let b: Arc<dyn KubeletBackend> = backend.clone();
+        let app = router(b).merge(crate::stats::routes(collector));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tls = ServerTls {
+            ca_pem: pki.ca.clone(),
+            cert_pem: pki.serving.0.clone(),
+            key_pem: pki.serving.1.clone(),
+        };
+        tokio::spawn(async move {
+            let _ = serve_router(listener, tls, app).await;
+        });
+        let env = Env {
+            addr,
+            pki,
+            backend,
+            seen: Arc::new(Mutex::new(vec![])),
+            _dir: dir,
+        };
+        let (head, body) = get_all(&env, &env.pki.apiserver, "/stats/summary").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(body.contains(r#""nodeName":"node1""#), "{body}");
+        let (head, body) = get_all(&env, &env.pki.node, "/stats/summary").await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+        assert_eq!(
+            body,
+            "Forbidden (user=system:node:node2, verb=get, resource=nodes, subresource(s)=[stats])\n"
+        );
+        // The kubelet routes are still there.
+        let (head, _) = get_all(&env, &env.pki.apiserver, "/healthz").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     }
 }
