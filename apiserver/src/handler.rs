@@ -799,6 +799,20 @@ async fn resource(
                 resource_version_match: q.get("resourceVersionMatch").cloned(),
             };
             let unconverted = std::ptr::eq(crate::conversion::storage_of(res), res);
+            if shape == Shape::PartialMetadata
+                && filter.is_empty()
+                && unconverted
+                && params.limit > 0
+            {
+                let page = reg
+                    .list_partial_raw(res, r.namespace.as_deref(), &params)
+                    .await?;
+                return Ok(raw_items_response(
+                    "PartialObjectMetadataList",
+                    "meta.k8s.io/v1",
+                    page,
+                ));
+            }
             if shape == Shape::Object && filter.is_empty() && unconverted {
                 if params.limit > 0 {
                     let page = reg.list_raw(res, r.namespace.as_deref(), &params).await?;
@@ -1133,6 +1147,15 @@ async fn streamed_list(
 
 /// A list response assembled from raw item JSON (see `Registry::list_raw`).
 fn raw_list_response(res: &ResourceInfo, page: crate::list::ListPage<Vec<u8>>) -> Response {
+    raw_items_response(&res.list_kind(), &res.api_version(), page)
+}
+
+/// A list response around items already encoded as JSON.
+fn raw_items_response(
+    kind: &str,
+    api_version: &str,
+    page: crate::list::ListPage<Vec<u8>>,
+) -> Response {
     let mut meta = json!({"resourceVersion": page.revision.to_string()});
     if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
@@ -1142,9 +1165,7 @@ fn raw_list_response(res: &ResourceInfo, page: crate::list::ListPage<Vec<u8>>) -
     body.extend_from_slice(
         format!(
             "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
-            res.list_kind(),
-            res.api_version(),
-            meta
+            kind, api_version, meta
         )
         .as_bytes(),
     );

@@ -181,6 +181,46 @@ impl Registry {
         .await
     }
 
+    /// LIST as `PartialObjectMetadata` items (metadata-only clients such as the garbage
+    /// collector) without selectors, for resources stored as served: only each stored
+    /// object's `metadata` is parsed (serde skips spec and status without building them),
+    /// rather than the whole object.
+    pub async fn list_partial_raw(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        params: &ListParams,
+    ) -> ApiResult<ListPage<Vec<u8>>> {
+        #[derive(serde::Deserialize)]
+        struct OnlyMeta {
+            #[serde(default)]
+            metadata: Option<serde_json::Map<String, Value>>,
+        }
+        self.list_with(res, ns, false, params, |kv| {
+            let mut meta = match serde_json::from_slice::<OnlyMeta>(&kv.value) {
+                Ok(m) => m.metadata.unwrap_or_default(),
+                Err(_) => match decode(res, kv)? {
+                    Value::Object(mut o) => match o.remove("metadata") {
+                        Some(Value::Object(m)) => m,
+                        _ => Default::default(),
+                    },
+                    _ => Default::default(),
+                },
+            };
+            meta.insert(
+                "resourceVersion".into(),
+                Value::String(kv.mod_revision.to_string()),
+            );
+            let item = serde_json::json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": meta,
+            });
+            Ok(Some(serde_json::to_vec(&item).unwrap_or_default()))
+        })
+        .await
+    }
+
     /// The paging and resourceVersion rules of LIST; `item` turns a stored key into a list
     /// item, or None when it is filtered out.
     async fn list_with<T, F>(

@@ -8,6 +8,7 @@
 //! and are replaced by RollingUpdate (maxUnavailable, or maxSurge) or, with OnDelete, when
 //! deleted. Not implemented: failed-pod back-off, orphan adoption.
 
+use crate::cachedpod::CachedPod;
 use crate::meta;
 use crate::nodelifecycle::tolerates;
 use crate::podctl::{self, Expectations, REVISION_HASH_LABEL};
@@ -198,7 +199,7 @@ pub fn pin_to_node(spec: &mut PodSpec, node: &str) {
 }
 
 /// The node a daemon pod is for: its nodeName or the node of its matchFields affinity.
-pub fn target_node(pod: &Pod) -> Option<String> {
+pub fn target_node(pod: &CachedPod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if let Some(n) = spec.node_name.as_ref().filter(|n| !n.is_empty()) {
         return Some(n.clone());
@@ -217,9 +218,13 @@ pub fn target_node(pod: &Pod) -> Option<String> {
 }
 
 /// A node that should run the daemon, with its oldest outdated and up-to-date pods.
-type NodePods<'a> = (String, Option<&'a Arc<Pod>>, Option<&'a Arc<Pod>>);
+type NodePods<'a> = (
+    String,
+    Option<&'a Arc<CachedPod>>,
+    Option<&'a Arc<CachedPod>>,
+);
 
-fn hash_of(p: &Pod) -> &str {
+fn hash_of(p: &CachedPod) -> &str {
     p.labels()
         .get(REVISION_HASH_LABEL)
         .map(String::as_str)
@@ -272,18 +277,18 @@ async fn reconcile(ds: Arc<DaemonSet>, s: Arc<State>) -> Result<Action, Error> {
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let tspec = spec.template.spec.clone().unwrap_or_default();
     let nodes = ctx.informers.nodes.store().state();
-    let pods: Vec<&Arc<Pod>> = all_pods
+    let pods: Vec<&Arc<CachedPod>> = all_pods
         .iter()
         .filter(|p| !podctl::is_terminating(p))
         .collect();
-    let mut by_node: BTreeMap<String, Vec<&Arc<Pod>>> = BTreeMap::new();
+    let mut by_node: BTreeMap<String, Vec<&Arc<CachedPod>>> = BTreeMap::new();
     for p in &pods {
         if let Some(n) = target_node(p) {
             by_node.entry(n).or_default().push(p);
         }
     }
     let mut create_on: Vec<String> = Vec::new();
-    let mut delete: Vec<&Arc<Pod>> = Vec::new();
+    let mut delete: Vec<&Arc<CachedPod>> = Vec::new();
     let (mut desired, mut current, mut mis, mut ready, mut avail, mut updated) = (0, 0, 0, 0, 0, 0);
     let rolling = spec
         .update_strategy
@@ -301,7 +306,7 @@ async fn reconcile(ds: Arc<DaemonSet>, s: Arc<State>) -> Result<Action, Error> {
     for node in &nodes {
         let name = node.name_any();
         let (run, keep) = eligibility(&tspec, node);
-        let mut here: Vec<&Arc<Pod>> = by_node.get(&name).cloned().unwrap_or_default();
+        let mut here: Vec<&Arc<CachedPod>> = by_node.get(&name).cloned().unwrap_or_default();
         // Failed pods are deleted and replaced.
         let (failed, live): (Vec<_>, Vec<_>) =
             here.drain(..).partition(|p| podctl::phase(p) == "Failed");
@@ -329,12 +334,12 @@ async fn reconcile(ds: Arc<DaemonSet>, s: Arc<State>) -> Result<Action, Error> {
         }
         current += 1;
         live.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
-        let new: Vec<&Arc<Pod>> = live
+        let new: Vec<&Arc<CachedPod>> = live
             .iter()
             .copied()
             .filter(|p| hash_of(p) == hash)
             .collect();
-        let old: Vec<&Arc<Pod>> = live
+        let old: Vec<&Arc<CachedPod>> = live
             .iter()
             .copied()
             .filter(|p| hash_of(p) != hash)
@@ -624,7 +629,10 @@ mod tests {
         ds.metadata.name = Some("fluentd".into());
         ds.metadata.uid = Some("u".into());
         let p = pod_for(&ds, "abc", "node1");
-        assert_eq!(target_node(&p).as_deref(), Some("node1"));
+        assert_eq!(
+            target_node(&CachedPod::from_pod(&p)).as_deref(),
+            Some("node1")
+        );
         assert_eq!(p.labels()[REVISION_HASH_LABEL], "abc");
         assert_eq!(p.spec.unwrap().tolerations.unwrap().len(), 6);
     }

@@ -6,13 +6,13 @@
 #[path = "deploy_util.rs"]
 pub mod util;
 
+use crate::cachedpod::CachedPod;
 use crate::meta;
 use crate::recorder::Recorder;
 use crate::replicaset::util as rsu;
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -27,7 +27,7 @@ use util::*;
 
 struct DCtx {
     ctx: Arc<Ctx>,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     rss: Store<ReplicaSet>,
     rec: Recorder,
     backoff: Backoff,
@@ -71,7 +71,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
     };
     // Pods matter only to Recreate deployments (no new pods while old ones run).
     let (ds2, rss2) = (ds.clone(), rss.clone());
-    let pod_mapper = move |p: Arc<Pod>| -> Option<ObjectRef<Deployment>> {
+    let pod_mapper = move |p: Arc<CachedPod>| -> Option<ObjectRef<Deployment>> {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let r = meta::controller_of(&p.metadata).filter(|r| r.kind == "ReplicaSet")?;
         let rs = rss2.get(&ObjectRef::new(&r.name).within(&ns))?;

@@ -3,12 +3,12 @@
 //! observedGeneration) up to date, and prunes `disruptedPods` entries whose pod is gone or
 //! whose eviction did not happen within two minutes, as upstream's `disruption` controller.
 
+use crate::cachedpod::CachedPod;
 use crate::recorder::{Recorder, NORMAL, WARNING};
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -93,7 +93,7 @@ pub fn prune_disrupted(
     (kept, recheck)
 }
 
-fn is_ready(p: &Pod) -> bool {
+fn is_ready(p: &CachedPod) -> bool {
     p.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -102,7 +102,7 @@ fn is_ready(p: &Pod) -> bool {
 
 struct State {
     ctx: Arc<Ctx>,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     rs: Store<ReplicaSet>,
     deploy: Store<Deployment>,
     sts: Store<StatefulSet>,
@@ -138,7 +138,9 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
     });
     let (p1, p2, p3, p4) = (pdbs.clone(), pdbs.clone(), pdbs.clone(), pdbs.clone());
     Controller::for_shared_stream(pdb_sub, pdbs)
-        .watches_shared_stream(pod_sub, move |o: Arc<Pod>| pdbs_in(&p1, o.namespace()))
+        .watches_shared_stream(pod_sub, move |o: Arc<CachedPod>| {
+            pdbs_in(&p1, o.namespace())
+        })
         .watches_shared_stream(rs_sub, move |o: Arc<ReplicaSet>| {
             pdbs_in(&p2, o.namespace())
         })
@@ -161,7 +163,7 @@ fn error_policy(_: Arc<PodDisruptionBudget>, e: &Error, _: Arc<State>) -> Action
 
 /// Sum of the scales of the controllers owning `pods` (each controller counted once).
 /// Pods of kinds without a known scale count one each; unmanaged pods are listed.
-fn expected_scale(st: &State, ns: &str, pods: &[Arc<Pod>]) -> (i32, Vec<String>) {
+fn expected_scale(st: &State, ns: &str, pods: &[Arc<CachedPod>]) -> (i32, Vec<String>) {
     let mut seen = HashSet::new();
     let mut total = 0;
     let mut unmanaged = Vec::new();
@@ -234,7 +236,7 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, st: Arc<State>) -> Result<Acti
     let name = pdb.name_any();
     let now = Timestamp::now();
     let spec = pdb.spec.clone().unwrap_or_default();
-    let pods: Vec<Arc<Pod>> = st
+    let pods: Vec<Arc<CachedPod>> = st
         .pods
         .state()
         .into_iter()

@@ -10,6 +10,7 @@
 //!
 //! An informer only runs when some controller uses it (subscribes or reads its cache).
 
+use crate::cachedpod::CachedPod;
 use futures::StreamExt;
 use k8s_openapi::api::{apps, batch, coordination, core, policy};
 use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
@@ -160,7 +161,8 @@ where
 
 /// The informers controllers share.
 pub struct Informers {
-    pub pods: Shared<core::v1::Pod>,
+    /// Pods as [`CachedPod`]s: only the fields controllers read.
+    pub pods: Shared<CachedPod>,
     pub nodes: Shared<core::v1::Node>,
     pub namespaces: Shared<core::v1::Namespace>,
     pub replicasets: Shared<apps::v1::ReplicaSet>,

@@ -15,6 +15,7 @@
 //! Not implemented: podFailurePolicy, successPolicy, backoffLimitPerIndex, managedBy, pod
 //! adoption of orphans matching the selector.
 
+use crate::cachedpod::CachedPod;
 use crate::meta;
 use crate::podctl::{self, Expectations};
 use crate::recorder::Recorder;
@@ -66,7 +67,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
 }
 
 /// Removes the tracking finalizer from pods whose job is gone (upstream's orphan pod handling).
-async fn release_orphans(ctx: Arc<Ctx>, pods: crate::informers::Subscription<Pod>) {
+async fn release_orphans(ctx: Arc<Ctx>, pods: crate::informers::Subscription<CachedPod>) {
     let jobs = ctx.informers.jobs.store();
     let _ = jobs.wait_until_ready().await;
     let mut pods = std::pin::pin!(pods);
@@ -102,11 +103,11 @@ fn error_policy(_job: Arc<Job>, err: &Error, _s: Arc<State>) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
-fn has_finalizer(pod: &Pod) -> bool {
+fn has_finalizer(pod: &CachedPod) -> bool {
     pod.finalizers().iter().any(|f| f == TRACKING_FINALIZER)
 }
 
-async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> {
+async fn remove_finalizer(api: &Api<Pod>, pod: &CachedPod) -> Result<(), kube::Error> {
     let rest: Vec<&String> = pod
         .finalizers()
         .iter()
@@ -139,7 +140,7 @@ pub enum PodOutcome {
 
 /// Classifies a pod as upstream does with `podReplacementPolicy: TerminatingOrFailed`: a
 /// deleted pod that has not succeeded is a failure.
-pub fn outcome(pod: &Pod, only_failed_replaced: bool) -> PodOutcome {
+pub fn outcome(pod: &CachedPod, only_failed_replaced: bool) -> PodOutcome {
     match podctl::phase(pod) {
         "Succeeded" => PodOutcome::Succeeded,
         "Failed" => PodOutcome::Failed,
@@ -239,7 +240,7 @@ pub fn format_indexes(set: &BTreeSet<i32>) -> String {
     parts.join(",")
 }
 
-fn pod_index(pod: &Pod) -> Option<i32> {
+fn pod_index(pod: &CachedPod) -> Option<i32> {
     pod.annotations().get(INDEX_ANNOTATION)?.parse().ok()
 }
 
@@ -398,14 +399,14 @@ async fn reconcile(job: Arc<Job>, s: Arc<State>) -> Result<Action, Error> {
         }
     }
 
-    let counted: Vec<&Arc<Pod>> = pods
+    let counted: Vec<&Arc<CachedPod>> = pods
         .iter()
         .filter(|p| {
             let u = p.uid().unwrap_or_default();
             !unc_s.contains(&u) && !unc_f.contains(&u)
         })
         .collect();
-    let active: Vec<&Arc<Pod>> = counted
+    let active: Vec<&Arc<CachedPod>> = counted
         .iter()
         .copied()
         .filter(|p| outcome(p, only_failed) == PodOutcome::Active)
@@ -586,7 +587,7 @@ async fn reconcile(job: Arc<Job>, s: Arc<State>) -> Result<Action, Error> {
     })
 }
 
-async fn delete_pod(s: &State, key: &str, api: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
+async fn delete_pod(s: &State, key: &str, api: &Api<Pod>, pod: &CachedPod) -> Result<(), Error> {
     let uid = pod.uid().unwrap_or_default();
     s.exp.expect_delete(key, uid);
     match api.delete(&pod.name_any(), &DeleteParams::default()).await {
@@ -758,15 +759,21 @@ mod tests {
     #[test]
     fn outcomes() {
         let mut p = Pod::default();
-        assert_eq!(outcome(&p, false), PodOutcome::Active);
+        assert_eq!(outcome(&CachedPod::from_pod(&p), false), PodOutcome::Active);
         p.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
-        assert_eq!(outcome(&p, false), PodOutcome::Failed);
-        assert_eq!(outcome(&p, true), PodOutcome::Terminating);
+        assert_eq!(outcome(&CachedPod::from_pod(&p), false), PodOutcome::Failed);
+        assert_eq!(
+            outcome(&CachedPod::from_pod(&p), true),
+            PodOutcome::Terminating
+        );
         p.status = Some(k8s_openapi::api::core::v1::PodStatus {
             phase: Some("Succeeded".into()),
             ..Default::default()
         });
-        assert_eq!(outcome(&p, false), PodOutcome::Succeeded);
+        assert_eq!(
+            outcome(&CachedPod::from_pod(&p), false),
+            PodOutcome::Succeeded
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! shared informers, each talking to the API server only through list-watch HTTP, as
 //! upstream's kube-controller-manager does.
 
+pub mod cachedpod;
 pub mod cronjob;
 pub mod cronsched;
 pub mod daemonset;

@@ -13,6 +13,7 @@
 //!
 //! Timing and allocation are pure functions, unit-tested below.
 
+use crate::cachedpod::CachedPod;
 use crate::recorder::{Recorder, NORMAL, WARNING};
 use crate::{Ctx, Error};
 use futures::StreamExt;
@@ -329,7 +330,7 @@ pub fn eviction_time(
 
 struct State {
     ctx: Arc<Ctx>,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     leases: Store<Lease>,
     health: Mutex<HashMap<String, Health>>,
     /// Subnets handed out but maybe not yet visible in the cache.
@@ -368,7 +369,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
         .watches_shared_stream(lease_sub, |l: Arc<Lease>| {
             Some(ObjectRef::<Node>::new(&l.name_any()))
         })
-        .watches_shared_stream(pod_sub, move |p: Arc<Pod>| {
+        .watches_shared_stream(pod_sub, move |p: Arc<CachedPod>| {
             // Only pods on nodes that could evict them or mark them not ready.
             let node = p.spec.as_ref()?.node_name.clone()?;
             let r = ObjectRef::<Node>::new(&node);
@@ -593,7 +594,7 @@ async fn reconcile(node: Arc<Node>, st: Arc<State>) -> Result<Action, Error> {
         .collect();
     let mut next: Option<Timestamp> = None;
     if unknown || !no_execute.is_empty() {
-        let pods: Vec<Arc<Pod>> = st
+        let pods: Vec<Arc<CachedPod>> = st
             .pods
             .state()
             .into_iter()
@@ -638,7 +639,7 @@ async fn reconcile(node: Arc<Node>, st: Arc<State>) -> Result<Action, Error> {
     )))
 }
 
-async fn evict(st: &State, pod: &Pod) -> Result<(), Error> {
+async fn evict(st: &State, pod: &CachedPod) -> Result<(), Error> {
     let ns = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -671,7 +672,7 @@ async fn evict(st: &State, pod: &Pod) -> Result<(), Error> {
 }
 
 /// Upstream's MarkPodsNotReady, for one pod.
-async fn mark_not_ready(st: &State, pod: &Pod, now: Timestamp) -> Result<(), Error> {
+async fn mark_not_ready(st: &State, pod: &CachedPod, now: Timestamp) -> Result<(), Error> {
     let Some(mut conds) = pod.status.as_ref().and_then(|s| s.conditions.clone()) else {
         return Ok(());
     };

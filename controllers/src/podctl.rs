@@ -2,9 +2,10 @@
 //! creation/deletion expectations (upstream's `ControllerExpectations`) and ControllerRevision
 //! history (hashing, finding or creating the current revision, truncation).
 
+use crate::cachedpod::CachedPod;
 use crate::meta;
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -16,9 +17,9 @@ use std::time::{Duration, Instant};
 
 /// Pods in the informer cache controlled by `owner` (same namespace, controller reference).
 pub fn owned_pods<K: Resource<DynamicType = ()>>(
-    store: &kube::runtime::reflector::Store<Pod>,
+    store: &kube::runtime::reflector::Store<CachedPod>,
     owner: &K,
-) -> Vec<std::sync::Arc<Pod>> {
+) -> Vec<std::sync::Arc<CachedPod>> {
     let ns = owner.namespace();
     let uid = owner.uid().unwrap_or_default();
     store
@@ -29,12 +30,12 @@ pub fn owned_pods<K: Resource<DynamicType = ()>>(
 }
 
 /// The pod's Ready condition is True.
-pub fn pod_ready(pod: &Pod) -> bool {
+pub fn pod_ready(pod: &CachedPod) -> bool {
     pod_ready_since(pod).is_some()
 }
 
 /// When the pod became Ready, if it is Ready (epoch if the transition time is unknown).
-pub fn pod_ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
+pub fn pod_ready_since(pod: &CachedPod) -> Option<jiff::Timestamp> {
     pod.status
         .as_ref()?
         .conditions
@@ -50,7 +51,7 @@ pub fn pod_ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
 }
 
 /// Ready for at least `min_ready_seconds` at `now` (upstream's `IsPodAvailable`).
-pub fn pod_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
+pub fn pod_available(pod: &CachedPod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
     match pod_ready_since(pod) {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
@@ -59,19 +60,19 @@ pub fn pod_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) ->
 }
 
 /// The pod phase, "" when unknown.
-pub fn phase(pod: &Pod) -> &str {
+pub fn phase(pod: &CachedPod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("")
 }
 
-pub fn is_terminating(pod: &Pod) -> bool {
+pub fn is_terminating(pod: &CachedPod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
 /// The `Failed`/`Succeeded` phases.
-pub fn is_finished(pod: &Pod) -> bool {
+pub fn is_finished(pod: &CachedPod) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
 }
 
@@ -139,7 +140,7 @@ impl Expectations {
 
     /// [`Expectations::satisfied`] against the controller's pods from the cache: every
     /// created name is among them, every deleted uid is absent or terminating.
-    pub fn satisfied_by_pods(&self, key: &str, pods: &[std::sync::Arc<Pod>]) -> bool {
+    pub fn satisfied_by_pods(&self, key: &str, pods: &[std::sync::Arc<CachedPod>]) -> bool {
         let names: HashSet<&str> = pods
             .iter()
             .filter_map(|p| p.metadata.name.as_deref())

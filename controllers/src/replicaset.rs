@@ -6,6 +6,7 @@
 #[path = "rs_util.rs"]
 pub mod util;
 
+use crate::cachedpod::CachedPod;
 use crate::meta;
 use crate::recorder::Recorder;
 use crate::{Ctx, Error};
@@ -125,7 +126,7 @@ impl Expectations {
 
     /// Whether the ReplicaSet may act: nothing in flight, everything seen (checked against
     /// the pod cache too), or the expectations expired.
-    pub fn satisfied(&self, key: &str, ns: &str, pods: &Store<Pod>) -> bool {
+    pub fn satisfied(&self, key: &str, ns: &str, pods: &Store<CachedPod>) -> bool {
         self.with(|m| {
             let Some(e) = m.get_mut(key) else {
                 return true;
@@ -158,7 +159,7 @@ impl Expectations {
 
 struct RsCtx {
     ctx: Arc<Ctx>,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     rss: Store<ReplicaSet>,
     exp: Arc<Expectations>,
     rec: Recorder,
@@ -185,7 +186,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
     let exp3 = exp.clone();
     let informers = ctx.informers.clone();
     // Deleted pods come through here too (gone from the cache).
-    let mapper = move |p: Arc<Pod>| -> Vec<ObjectRef<ReplicaSet>> {
+    let mapper = move |p: Arc<CachedPod>| -> Vec<ObjectRef<ReplicaSet>> {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         if let Some(r) = meta::controller_of(&p.metadata) {
             if r.kind != "ReplicaSet" {
@@ -230,13 +231,13 @@ fn error_policy(rs: Arc<ReplicaSet>, err: &Error, c: Arc<RsCtx>) -> Action {
 }
 
 /// Pods that count: neither terminal nor being deleted (upstream `IsPodActive`).
-pub fn is_pod_active(p: &Pod) -> bool {
+pub fn is_pod_active(p: &CachedPod) -> bool {
     let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
     phase != Some("Succeeded") && phase != Some("Failed") && p.metadata.deletion_timestamp.is_none()
 }
 
 /// The Ready condition's transition time when the pod is ready.
-pub fn pod_ready_since(p: &Pod) -> Option<Option<jiff::Timestamp>> {
+pub fn pod_ready_since(p: &CachedPod) -> Option<Option<jiff::Timestamp>> {
     p.status
         .as_ref()?
         .conditions
@@ -246,12 +247,12 @@ pub fn pod_ready_since(p: &Pod) -> Option<Option<jiff::Timestamp>> {
         .map(|c| c.last_transition_time.as_ref().map(|t| t.0))
 }
 
-pub fn is_pod_ready(p: &Pod) -> bool {
+pub fn is_pod_ready(p: &CachedPod) -> bool {
     pod_ready_since(p).is_some()
 }
 
 /// Ready for at least `min_ready` seconds (upstream `IsPodAvailable`).
-pub fn is_pod_available(p: &Pod, min_ready: i32, now: jiff::Timestamp) -> bool {
+pub fn is_pod_available(p: &CachedPod, min_ready: i32, now: jiff::Timestamp) -> bool {
     match pod_ready_since(p) {
         None => false,
         Some(_) if min_ready <= 0 => true,
@@ -261,7 +262,7 @@ pub fn is_pod_available(p: &Pod, min_ready: i32, now: jiff::Timestamp) -> bool {
 }
 
 /// Seconds until a ready-but-not-yet-available pod becomes available.
-fn until_available(p: &Pod, min_ready: i32, now: jiff::Timestamp) -> Option<Duration> {
+fn until_available(p: &CachedPod, min_ready: i32, now: jiff::Timestamp) -> Option<Duration> {
     let t = pod_ready_since(p)??;
     let at = t + jiff::SignedDuration::from_secs(min_ready as i64);
     let d = now.duration_until(at);
@@ -285,7 +286,7 @@ pub struct RankInfo {
 }
 
 impl RankInfo {
-    pub fn of(p: &Pod, rank: usize) -> Self {
+    pub fn of(p: &CachedPod, rank: usize) -> Self {
         let st = p.status.as_ref();
         let phase_ord = match st.and_then(|s| s.phase.as_deref()) {
             Some("Unknown") => 1,
@@ -409,15 +410,15 @@ pub fn delete_before(a: &RankInfo, b: &RankInfo, now: jiff::Timestamp) -> bool {
 /// The `n` pods to delete first, ranking by related pods on the same node as upstream's
 /// `getPodsToDelete` (`related` are the active pods of this ReplicaSet and its siblings).
 pub fn pods_to_delete(
-    owned: &[Arc<Pod>],
-    related: &[Arc<Pod>],
+    owned: &[Arc<CachedPod>],
+    related: &[Arc<CachedPod>],
     n: usize,
     now: jiff::Timestamp,
-) -> Vec<Arc<Pod>> {
+) -> Vec<Arc<CachedPod>> {
     if n >= owned.len() {
         return owned.to_vec();
     }
-    let node = |p: &Pod| {
+    let node = |p: &CachedPod| {
         p.spec
             .as_ref()
             .and_then(|s| s.node_name.clone())
@@ -430,7 +431,7 @@ pub fn pods_to_delete(
             *on_node.entry(n).or_default() += 1;
         }
     }
-    let mut ranked: Vec<(RankInfo, Arc<Pod>)> = owned
+    let mut ranked: Vec<(RankInfo, Arc<CachedPod>)> = owned
         .iter()
         .map(|p| {
             let rank = on_node.get(&node(p)).copied().unwrap_or(0);
@@ -453,7 +454,7 @@ pub fn pods_to_delete(
 /// manage error, with whether it happened while creating.
 pub fn calculate_status(
     rs: &ReplicaSet,
-    owned: &[Arc<Pod>],
+    owned: &[Arc<CachedPod>],
     failure: Option<(bool, String)>,
     now: jiff::Timestamp,
 ) -> ReplicaSetStatus {
@@ -579,7 +580,7 @@ async fn sync(rs: &ReplicaSet, c: &RsCtx) -> Result<Action, Error> {
     let need_sync = c.exp.satisfied(&key, &ns, &c.pods);
     let pods_api: Api<Pod> = Api::namespaced(c.ctx.client.clone(), &ns);
 
-    let mut owned: Vec<Arc<Pod>> = vec![];
+    let mut owned: Vec<Arc<CachedPod>> = vec![];
     for p in c.pods.state() {
         if p.metadata.namespace.as_deref() != Some(ns.as_str()) || !is_pod_active(&p) {
             continue;
@@ -587,7 +588,7 @@ async fn sync(rs: &ReplicaSet, c: &RsCtx) -> Result<Action, Error> {
         match util::claim_decision(&uid, deleting, &spec.selector, &p.metadata) {
             Claim::Keep => owned.push(p),
             Claim::Adopt => match util::adopt(&pods_api, rs, p.as_ref()).await {
-                Ok(np) => owned.push(Arc::new(np)),
+                Ok(np) => owned.push(Arc::new(np.into())),
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(e.into()),
             },
@@ -642,7 +643,7 @@ async fn sync(rs: &ReplicaSet, c: &RsCtx) -> Result<Action, Error> {
 async fn manage(
     rs: &ReplicaSet,
     spec: &k8s_openapi::api::apps::v1::ReplicaSetSpec,
-    owned: &[Arc<Pod>],
+    owned: &[Arc<CachedPod>],
     c: &RsCtx,
     key: &str,
     pods_api: &Api<Pod>,
@@ -710,7 +711,7 @@ async fn manage(
                 }
             }
         }
-        let related: Vec<Arc<Pod>> = c
+        let related: Vec<Arc<CachedPod>> = c
             .pods
             .state()
             .into_iter()
@@ -773,8 +774,14 @@ mod tests {
         jiff::Timestamp::from_second(1_700_000_000 + s).unwrap()
     }
 
-    fn pod(name: &str, node: &str, phase: &str, ready_at: Option<i64>, created: i64) -> Arc<Pod> {
-        Arc::new(Pod {
+    fn pod(
+        name: &str,
+        node: &str,
+        phase: &str,
+        ready_at: Option<i64>,
+        created: i64,
+    ) -> Arc<CachedPod> {
+        Arc::new(CachedPod::from_pod(&Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 uid: Some(format!("uid-{name}")),
@@ -798,10 +805,10 @@ mod tests {
                 }),
                 ..Default::default()
             }),
-        })
+        }))
     }
 
-    fn names(v: &[Arc<Pod>]) -> Vec<String> {
+    fn names(v: &[Arc<CachedPod>]) -> Vec<String> {
         v.iter().map(|p| p.name_any()).collect()
     }
 
@@ -899,7 +906,7 @@ mod tests {
 
     #[test]
     fn expectations_track_creates_and_deletes() {
-        let (store, _w) = kube::runtime::reflector::store::<Pod>();
+        let (store, _w) = kube::runtime::reflector::store::<CachedPod>();
         let e = Expectations::default();
         e.begin_creates("ns/rs");
         assert!(!e.satisfied("ns/rs", "ns", &store));

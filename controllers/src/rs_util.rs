@@ -42,10 +42,12 @@ pub fn claim_decision(
     }
 }
 
-/// Adds the controller reference to an orphan (optimistic on its resourceVersion).
-pub async fn adopt<K, O>(api: &Api<K>, owner: &O, child: &K) -> Result<K, kube::Error>
+/// Adds the controller reference to an orphan (optimistic on its resourceVersion). `child`
+/// may be a cached projection of a `K` (such as a `CachedPod`).
+pub async fn adopt<K, C, O>(api: &Api<K>, owner: &O, child: &C) -> Result<K, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
+    C: Resource,
     O: Resource<DynamicType = ()>,
 {
     let mut refs: Vec<OwnerReference> = child
@@ -70,9 +72,10 @@ where
 }
 
 /// Removes `owner_uid` from a child's owner references. A child that is gone is fine.
-pub async fn release<K>(api: &Api<K>, owner_uid: &str, child: &K) -> Result<(), kube::Error>
+pub async fn release<K, C>(api: &Api<K>, owner_uid: &str, child: &C) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
+    C: Resource,
 {
     let refs: Vec<OwnerReference> = child
         .meta()

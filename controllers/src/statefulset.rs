@@ -8,6 +8,7 @@
 //!
 //! Not implemented: maxUnavailable (alpha), PVC retention policy `Delete`, orphan adoption.
 
+use crate::cachedpod::CachedPod;
 use crate::meta;
 use crate::podctl::{self, Expectations, REVISION_HASH_LABEL};
 use crate::recorder::Recorder;
@@ -63,7 +64,7 @@ pub fn ordinal(set: &str, pod: &str) -> Option<i32> {
     pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
-fn running_ready(p: &Pod) -> bool {
+fn running_ready(p: &CachedPod) -> bool {
     podctl::phase(p) == "Running" && podctl::pod_ready(p)
 }
 
@@ -210,13 +211,13 @@ async fn reconcile(set: Arc<StatefulSet>, s: Arc<State>) -> Result<Action, Error
     });
     let now = jiff::Timestamp::now();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let revision_of = |p: &Pod| {
+    let revision_of = |p: &CachedPod| {
         p.labels()
             .get(REVISION_HASH_LABEL)
             .cloned()
             .unwrap_or_default()
     };
-    let mut by_ord: BTreeMap<i32, &Arc<Pod>> = BTreeMap::new();
+    let mut by_ord: BTreeMap<i32, &Arc<CachedPod>> = BTreeMap::new();
     for p in &pods {
         if let Some(o) = ordinal(&name, &p.name_any()) {
             by_ord.insert(o, p);

@@ -163,7 +163,10 @@ fn pods_run_across_nodes_with_upstream_behaviour() {
         (out.code == 0 && out.stdout.contains(&h1) && out.stdout.contains(&h2))
             .then_some(out.stdout)
     });
-    assert!(top_nodes.contains("CPU") && top_nodes.contains(&h1), "{top_nodes}");
+    assert!(
+        top_nodes.contains("CPU") && top_nodes.contains(&h1),
+        "{top_nodes}"
+    );
 
     // A pod on h1 fetches a page from a pod on h2 by pod IP.
     let on_h2 = web

@@ -13,6 +13,39 @@ use crate::labels::{parse_quantity, NodeTerm, Selector};
 
 pub type Labels = Arc<BTreeMap<String, String>>;
 
+/// Label sets in use, shared between pods with equal labels (the replicas of a workload
+/// usually carry the same ones): one map per distinct set instead of one per pod.
+static LABEL_SETS: std::sync::Mutex<LabelSets> = std::sync::Mutex::new(LabelSets {
+    sets: None,
+    sweep_at: 1024,
+});
+
+struct LabelSets {
+    sets: Option<std::collections::HashSet<Labels>>,
+    /// Drop the sets no pod uses any more once this many are held.
+    sweep_at: usize,
+}
+
+/// The shared copy of a label set.
+pub fn intern_labels(labels: Option<&BTreeMap<String, String>>) -> Labels {
+    let Some(labels) = labels.filter(|l| !l.is_empty()) else {
+        return Labels::default();
+    };
+    let mut g = LABEL_SETS.lock().expect("label sets lock");
+    let LabelSets { sets, sweep_at } = &mut *g;
+    let sets = sets.get_or_insert_with(Default::default);
+    if let Some(l) = sets.get(labels) {
+        return l.clone();
+    }
+    if sets.len() >= *sweep_at {
+        sets.retain(|l| Arc::strong_count(l) > 1);
+        *sweep_at = (sets.len() * 2).max(1024);
+    }
+    let l = Arc::new(labels.clone());
+    sets.insert(l.clone());
+    l
+}
+
 /// Default cpu request (millicores) used for scoring when a container sets none.
 pub const DEFAULT_MILLI_CPU: i64 = 100;
 /// Default memory request (bytes) used for scoring when a container sets none.
@@ -448,7 +481,7 @@ impl PodInfo {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
-            labels: Arc::new(pod.metadata.labels.clone().unwrap_or_default()),
+            labels: intern_labels(pod.metadata.labels.as_ref()),
             priority: spec.and_then(|s| s.priority).unwrap_or(0),
             requests,
             non_zero_cpu,

@@ -1,6 +1,6 @@
 //! Unit tests of the pure filter, score, scheduling and preemption functions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -533,4 +533,17 @@ fn bench_schedule_1000_nodes_10000_pods() {
         "scheduled 10000 pods on 1000 nodes in {el:?} ({:.0} pods/s)",
         10000.0 / el.as_secs_f64()
     );
+}
+
+#[test]
+fn equal_label_sets_are_shared() {
+    use crate::snapshot::intern_labels;
+    let a: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+    let b = a.clone();
+    let (la, lb) = (intern_labels(Some(&a)), intern_labels(Some(&b)));
+    assert!(Arc::ptr_eq(&la, &lb));
+    assert_eq!(*la, a);
+    let c: BTreeMap<String, String> = [("app".to_string(), "db".to_string())].into();
+    assert!(!Arc::ptr_eq(&la, &intern_labels(Some(&c))));
+    assert!(intern_labels(None).is_empty());
 }

@@ -1,4 +1,4 @@
-//! `cargo run --release -p e2e --bin bench -- [--quick] [--only 1,3]`
+//! `cargo run --release -p e2e --bin bench -- [--quick] [--keep] [--only 1,3]`
 //!
 //! Control-plane and node benchmarks (see BENCHMARKS.md). Starts its own `minik8s server`
 //! processes and an etcd (temp dirs, free ports on 127.0.0.1), measures, prints a markdown
@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 struct Cfg {
     quick: bool,
+    /// Keep the temporary directory (data dirs and logs) instead of removing it.
+    keep: bool,
     only: Option<Vec<u32>>,
     minik8s: PathBuf,
     etcd: PathBuf,
@@ -2937,11 +2939,13 @@ async fn agent_start_once(
 
 fn parse_args() -> Result<Cfg> {
     let mut quick = false;
+    let mut keep = false;
     let mut only = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--keep" => keep = true,
             "--only" => {
                 let v = it.next().context("--only needs a list like 1,3")?;
                 only = Some(
@@ -2951,7 +2955,7 @@ fn parse_args() -> Result<Cfg> {
                 );
             }
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--only 1,2,3,4,5,6,7,8,9,10,11]");
+                println!("usage: bench [--quick] [--keep] [--only 1,2,3,4,5,6,7,8,9,10,11]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
@@ -2985,6 +2989,7 @@ fn parse_args() -> Result<Cfg> {
         .unwrap_or_else(|| "/usr/bin/etcd".into());
     Ok(Cfg {
         quick,
+        keep,
         only,
         minik8s,
         etcd,
@@ -3006,7 +3011,15 @@ async fn run(cfg: &Cfg, rep: &mut Report) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("minik8s-bench-")
         .tempdir()?;
-    let t = tmp.path();
+    let t = tmp.path().to_path_buf();
+    let t = t.as_path();
+    // The directory is removed when `tmp` drops, unless it is kept.
+    let _tmp = if cfg.keep {
+        eprintln!("keeping {} (--keep)", tmp.keep().display());
+        None
+    } else {
+        Some(tmp)
+    };
     if cfg.wants(1) || cfg.wants(2) {
         fig_rss_and_startup(cfg, t, rep).await?;
     }
