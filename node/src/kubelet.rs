@@ -35,6 +35,8 @@ pub struct KubeletPaths {
     pub agent: PathBuf,
     /// containerd's root: the image filesystem when CRI reports none.
     pub containerd_root: PathBuf,
+    /// The cgroup v1 hierarchy root (one directory per controller).
+    pub cgroup_root: PathBuf,
 }
 
 impl KubeletPaths {
@@ -45,6 +47,7 @@ impl KubeletPaths {
             manifests: agent_dir.join("pod-manifests"),
             agent: agent_dir.to_path_buf(),
             containerd_root: agent_dir.join("containerd/root"),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         }
     }
 }
@@ -79,6 +82,7 @@ pub struct Kubelet {
     /// Node pressure as the eviction manager last saw it (node conditions, admission).
     pressure: Mutex<crate::eviction::Pressure>,
     sandbox_image: String,
+    tokens: TokenCache,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -124,6 +128,7 @@ impl Kubelet {
             synced: std::sync::atomic::AtomicBool::new(false),
             pressure: Mutex::new(crate::eviction::Pressure::default()),
             sandbox_image,
+            tokens: Mutex::new(HashMap::new()),
         })
     }
 
@@ -558,6 +563,7 @@ impl Kubelet {
                     }
                 }
             }
+            remove_pod_cgroups(&self.paths.cgroup_root, uid);
             // The pod's log directory (`<ns>_<name>_<uid>`).
             if let Ok(entries) = std::fs::read_dir(&self.paths.logs) {
                 for e in entries.flatten() {
@@ -800,6 +806,33 @@ impl Kubelet {
     }
 }
 
+/// Removes the pod-level cgroups (`kubepods[/<qos>]/pod<uid>` under every controller)
+/// that runc created as parents of the pod's containers, deepest directories first; a
+/// cgroup that still has tasks stays (rmdir fails).
+pub fn remove_pod_cgroups(cgroup_root: &Path, uid: &str) {
+    fn rmdir_tree(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rmdir_tree(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let Ok(controllers) = std::fs::read_dir(cgroup_root) else {
+        return;
+    };
+    for c in controllers.flatten() {
+        for qos in ["kubepods", "kubepods/burstable", "kubepods/besteffort"] {
+            let dir = c.path().join(qos).join(format!("pod{uid}"));
+            if dir.is_dir() {
+                rmdir_tree(&dir);
+            }
+        }
+    }
+}
+
 fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
     let spec = pod.spec.as_ref()?;
     spec.containers
@@ -825,13 +858,18 @@ impl podspec::EnvSource for FetchedEnv {
     }
 }
 
+/// Service account tokens already issued for projected volumes, by request: reused
+/// until 80% of their lifetime has passed (or 24 h), as the upstream token manager does.
+type TokenCache = Mutex<HashMap<String, (String, Instant, Duration)>>;
+
 /// ConfigMaps, Secrets and tokens for volumes, read from the API.
-struct ApiObjects {
+struct ApiObjects<'a> {
     client: kube::Client,
+    tokens: &'a TokenCache,
 }
 
 #[async_trait::async_trait]
-impl crate::volumes::ObjectSource for ApiObjects {
+impl crate::volumes::ObjectSource for ApiObjects<'_> {
     async fn config_map(
         &self,
         ns: &str,
@@ -861,6 +899,13 @@ impl crate::volumes::ObjectSource for ApiObjects {
         pod_name: &str,
         pod_uid: &str,
     ) -> Result<String, crate::volumes::VolumeError> {
+        let key = format!("{ns}/{service_account}/{audiences:?}/{expiration_seconds}/{pod_uid}");
+        if let Some((token, issued, ttl)) = lock(self.tokens).get(&key).cloned() {
+            let age = issued.elapsed();
+            if age < ttl.mul_f64(0.8) && age < Duration::from_secs(24 * 3600) {
+                return Ok(token);
+            }
+        }
         let body = json!({
             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
             "spec": {"audiences": audiences, "expirationSeconds": expiration_seconds,
@@ -877,12 +922,18 @@ impl crate::volumes::ObjectSource for ApiObjects {
             .request(req)
             .await
             .map_err(|e| crate::volumes::VolumeError::Fetch(e.to_string()))?;
-        v.pointer("/status/token")
+        let token = v
+            .pointer("/status/token")
             .and_then(|t| t.as_str())
             .map(str::to_string)
             .ok_or_else(|| {
                 crate::volumes::VolumeError::Fetch("token request returned no token".into())
-            })
+            })?;
+        let ttl = Duration::from_secs(expiration_seconds.max(1) as u64);
+        let mut cache = lock(self.tokens);
+        cache.retain(|_, (_, issued, ttl)| issued.elapsed() < *ttl);
+        cache.insert(key, (token.clone(), Instant::now(), ttl));
+        Ok(token)
     }
 }
 
@@ -951,6 +1002,7 @@ impl Kubelet {
         };
         let source = ApiObjects {
             client: self.client.clone(),
+            tokens: &self.tokens,
         };
         let volumes = match crate::volumes::setup_volumes(
             &pod_dir,
@@ -1777,6 +1829,31 @@ impl crate::server::KubeletBackend for Kubelet {
                 _ => return,
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_cgroups_are_removed_for_that_pod_only() {
+        let root = tempfile::tempdir().unwrap();
+        for ctrl in ["memory", "cpu"] {
+            std::fs::create_dir_all(root.path().join(ctrl).join("kubepods/besteffort/podA/ctr1"))
+                .unwrap();
+            std::fs::create_dir_all(root.path().join(ctrl).join("kubepods/podB")).unwrap();
+        }
+        remove_pod_cgroups(root.path(), "A");
+        for ctrl in ["memory", "cpu"] {
+            assert!(!root
+                .path()
+                .join(ctrl)
+                .join("kubepods/besteffort/podA")
+                .exists());
+            assert!(root.path().join(ctrl).join("kubepods/besteffort").exists());
+            assert!(root.path().join(ctrl).join("kubepods/podB").exists());
         }
     }
 }

@@ -84,13 +84,19 @@ pub async fn run(client: kube::Client, node_name: String, s: NetSettings) {
     let net = network::IpCommand::new(network::IpCommandPaths::default());
     let (store, writer) = reflector::store();
     let api: kube::Api<Node> = kube::Api::all(client);
-    let stream = reflector(writer, watcher(api, watcher::Config::default()))
+    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default()))
         .default_backoff()
         .touched_objects();
     futures::pin_mut!(stream);
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
     let mut written = None;
     loop {
+        // Until the pod network is configured, look again often (the podCIDR may arrive
+        // while the watch is being set up); afterwards a slow resync backs up the watch.
+        let resync = if written.is_none() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(30)
+        };
         tokio::select! {
             ev = stream.next() => {
                 match ev {
@@ -99,15 +105,23 @@ pub async fn run(client: kube::Client, node_name: String, s: NetSettings) {
                     None => return,
                 }
             }
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(resync) => {}
         }
         // Let a burst of events settle.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let nodes: Vec<NodeRouteInfo> = store
+        let mut nodes: Vec<NodeRouteInfo> = store
             .state()
             .iter()
             .map(|n| NodeRouteInfo::from_node(n))
             .collect();
+        // Until our podCIDR is known, read our own Node directly rather than trusting the
+        // cache alone.
+        if written.is_none() {
+            if let Ok(me) = api.get(&node_name).await {
+                nodes.retain(|n| n.name != node_name);
+                nodes.push(NodeRouteInfo::from_node(&me));
+            }
+        }
         if let Err(e) = reconcile(&net, &node_name, &nodes, &s, &mut written).await {
             tracing::warn!(error = %e, "pod network");
         }
