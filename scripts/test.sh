@@ -12,7 +12,7 @@ export MINIK8S_BIN="$PWD/target/release/minik8s"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --release --workspace --lib --bins --tests -- --test-threads=2 2>&1 | tee "$log"
+cargo test --release --workspace --no-fail-fast --lib --bins --tests -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, summed over every test binary.

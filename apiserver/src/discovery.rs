@@ -81,6 +81,13 @@ fn sub_entries(
                 "PodPortForwardOptions",
                 vec!["create", "get"],
             )),
+            Subresource::Token => out.push((
+                "token".to_string(),
+                "authentication.k8s.io",
+                "v1",
+                "TokenRequest",
+                vec!["create"],
+            )),
         }
     }
     out

@@ -630,6 +630,7 @@ fn parse_sub(r: &ResourceRoute) -> ApiResult<Option<Subresource>> {
         Some("portforward") if r.res.has(Subresource::PortForward) => {
             Ok(Some(Subresource::PortForward))
         }
+        Some("token") if r.res.has(Subresource::Token) => Ok(Some(Subresource::Token)),
         Some(_) => Err(ApiError::path_not_found()),
     }
 }
@@ -947,6 +948,19 @@ async fn resource(
             let b = decode_object(&content_type(&h), &body)?;
             let st = reg.evict(&ns, &name, &b).await?;
             Ok(json_response(StatusCode::CREATED, &st, &[]))
+        }
+        ("create", Some(Subresource::Token), Some(name)) => {
+            // Tokens are not stored, so a dry run issues one all the same.
+            write_options(&q, &ua, false)?;
+            let Some(signer) = app.sa_signer.get().cloned() else {
+                return Err(ApiError::path_not_found());
+            };
+            let (h, body) = read_body(req).await?;
+            let b = decode_object(&content_type(&h), &body)?;
+            let tr =
+                crate::tokens::create_token(&reg, &signer, &ns, &name, &b, jiff::Timestamp::now())
+                    .await?;
+            Ok(json_response(StatusCode::CREATED, &tr, &[]))
         }
         ("update", Some(Subresource::Finalize), Some(name)) => {
             let (h, body) = read_body(req).await?;

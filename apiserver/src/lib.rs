@@ -27,5 +27,6 @@ pub mod server;
 pub mod strategy;
 pub mod streaming;
 pub mod table;
+pub mod tokens;
 pub mod validation;
 pub mod watch;

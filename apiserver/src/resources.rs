@@ -25,6 +25,8 @@ pub enum Subresource {
     Exec,
     Attach,
     PortForward,
+    /// `serviceaccounts/token` (POST an authentication.k8s.io/v1 TokenRequest).
+    Token,
 }
 
 #[derive(Clone)]
@@ -123,7 +125,9 @@ where
     }
 }
 
-use Subresource::{Attach, Binding, Eviction, Exec, Finalize, Log, PortForward, Scale, Status};
+use Subresource::{
+    Attach, Binding, Eviction, Exec, Finalize, Log, PortForward, Scale, Status, Token,
+};
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -148,7 +152,7 @@ pub fn all() -> &'static [ResourceInfo] {
             ),
             info::<core::v1::ResourceQuota>(&["quota"], NONE, &[Status]),
             info::<core::v1::Secret>(NONE, NONE, &[]),
-            info::<core::v1::ServiceAccount>(&["sa"], NONE, &[]),
+            info::<core::v1::ServiceAccount>(&["sa"], NONE, &[Token]),
             info::<core::v1::Service>(&["svc"], ALL, &[Status]),
             info::<apps::v1::ControllerRevision>(NONE, NONE, &[]),
             info::<apps::v1::DaemonSet>(&["ds"], ALL, &[Status]),

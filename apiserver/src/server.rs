@@ -49,6 +49,9 @@ pub struct App {
     pub kubelet_client: std::sync::OnceLock<crate::streaming::KubeletClient>,
     /// `metrics.k8s.io`: the per-node summary cache.
     pub metrics: crate::metrics::MetricsApi,
+    /// Signs service account tokens (`serviceaccounts/token`); unset, that subresource is
+    /// not served.
+    pub sa_signer: std::sync::OnceLock<Arc<crate::tokens::ServiceAccountSigner>>,
 }
 
 impl App {
@@ -89,6 +92,7 @@ impl App {
             pki: std::sync::OnceLock::new(),
             kubelet_client: std::sync::OnceLock::new(),
             metrics: crate::metrics::MetricsApi::default(),
+            sa_signer: std::sync::OnceLock::new(),
         })
     }
 

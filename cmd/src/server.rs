@@ -238,6 +238,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     eprintln!("kubeconfig written to {}", kubeconfig.display());
 
     let _ = app.pki.set(Arc::new(pki.clone()));
+    let signer = apiserver::tokens::ServiceAccountSigner::load_or_create(&server_dir.join("tls"))
+        .context("setting up the service account signing key")?;
+    let _ = app.sa_signer.set(Arc::new(signer));
     let (kc_cert, kc_key) =
         pki.issue_client_cert("kube-apiserver-kubelet-client", &["system:masters"])?;
     let _ = app.kubelet_client.set(apiserver::streaming::KubeletClient {

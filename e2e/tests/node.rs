@@ -12,6 +12,23 @@ use std::time::{Duration, Instant};
 
 const BUSYBOX: &str = "localhost/busybox:1.35";
 
+/// The test hosts share the machine's disk, which may be fuller than the default 10 %
+/// nodefs threshold allows; these thresholds keep host disk use from evicting test pods.
+fn test_thresholds() -> Vec<String> {
+    vec![
+        "--eviction-hard".into(),
+        "memory.available<100Mi,nodefs.available<1%,imagefs.available<1%".into(),
+    ]
+}
+
+fn agent(labels: Vec<(String, String)>, taints: Vec<String>) -> AgentOpts {
+    AgentOpts {
+        labels,
+        taints,
+        extra_args: test_thresholds(),
+    }
+}
+
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
@@ -53,18 +70,25 @@ fn apply(k: &Kubectl, yaml: &str) {
 }
 
 fn wait_pod(k: &Kubectl, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    wait_for(
-        &format!("pod {name}: {what}"),
-        Duration::from_secs(90),
-        || {
-            let out = k.run(&["get", "pod", name, "-o", "json"]);
-            if out.code != 0 {
-                return None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = Value::Null;
+    loop {
+        let out = k.run(&["get", "pod", name, "-o", "json"]);
+        if out.code == 0 {
+            if let Ok(p) = serde_json::from_str::<Value>(&out.stdout) {
+                if f(&p) {
+                    return p;
+                }
+                last = p;
             }
-            let p: Value = serde_json::from_str(&out.stdout).ok()?;
-            f(&p).then_some(p)
-        },
-    )
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for pod {name}: {what}; last status: {:#}",
+            last["status"]
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn container_state(p: &Value) -> &Value {
@@ -87,11 +111,8 @@ fn pods_run_across_nodes_with_upstream_behaviour() {
         return;
     }
     let c = three_hosts(vec![
-        AgentOpts {
-            labels: vec![("zone".into(), "a".into())],
-            ..Default::default()
-        },
-        AgentOpts::default(),
+        agent(vec![("zone".into(), "a".into())], vec![]),
+        agent(vec![], vec![]),
     ]);
     let k = c.kubectl();
     let (h1, h2) = (c.node_name(1), c.node_name(2));
@@ -331,6 +352,7 @@ spec:
 kind: Pod
 metadata: {{name: volpod, labels: {{tier: x}}}}
 spec:
+  serviceAccountName: default
   initContainers:
   - name: init
     image: {BUSYBOX}
@@ -344,13 +366,14 @@ spec:
       valueFrom: {{configMapKeyRef: {{name: cm1, key: key}}}}
     - name: MY_POD
       valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
-    command: ["sh", "-c", "set -e; test \"$(cat /work/ready)\" = from-init; test \"$(cat /cm/key)\" = value; test \"$(cat /sec/pass)\" = s3cr3t; test \"$(cat /proj/key)\" = value; test \"$(cat /proj/name)\" = volpod; grep -q tier /info/labels; test \"$FROM_CM\" = value; test \"$MY_POD\" = volpod; echo all-volumes-ok; sleep 3600"]
+    command: ["sh", "-c", "set -e; test \"$(cat /work/ready)\" = from-init; test \"$(cat /cm/key)\" = value; test \"$(cat /sec/pass)\" = s3cr3t; test \"$(cat /proj/key)\" = value; test \"$(cat /proj/name)\" = volpod; grep -q tier /info/labels; grep -q '^ey' /sa/token; grep -q 'BEGIN CERTIFICATE' /sa/ca.crt; test \"$(cat /sa/namespace)\" = default; test \"$FROM_CM\" = value; test \"$MY_POD\" = volpod; echo all-volumes-ok; sleep 3600"]
     volumeMounts:
     - {{name: work, mountPath: /work}}
     - {{name: cm, mountPath: /cm}}
     - {{name: sec, mountPath: /sec}}
     - {{name: proj, mountPath: /proj}}
     - {{name: info, mountPath: /info}}
+    - {{name: kube-api-access, mountPath: /sa, readOnly: true}}
   volumes:
   - {{name: work, emptyDir: {{}}}}
   - {{name: cm, configMap: {{name: cm1}}}}
@@ -362,6 +385,12 @@ spec:
       - downwardAPI: {{items: [{{path: name, fieldRef: {{fieldPath: metadata.name}}}}]}}
   - name: info
     downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}
+  - name: kube-api-access
+    projected:
+      sources:
+      - serviceAccountToken: {{expirationSeconds: 3607, path: token}}
+      - configMap: {{name: kube-root-ca.crt, items: [{{key: ca.crt, path: ca.crt}}]}}
+      - downwardAPI: {{items: [{{path: namespace, fieldRef: {{fieldPath: metadata.namespace}}}}]}}
 "#
         ),
     );
@@ -546,11 +575,14 @@ fn agent_restart_keeps_pods_and_node_loss_moves_them() {
         agents: 3,
         server_agent: false,
         agent_opts: vec![
-            AgentOpts::default(),
-            AgentOpts::default(),
+            agent(vec![], vec![]),
+            agent(vec![], vec![]),
             AgentOpts {
                 taints: vec!["dedicated=pressure:NoSchedule".into()],
-                extra_args: vec!["--eviction-hard".into(), "memory.available<100Ti".into()],
+                extra_args: vec![
+                    "--eviction-hard".into(),
+                    "memory.available<100Ti,nodefs.available<1%,imagefs.available<1%".into(),
+                ],
                 ..Default::default()
             },
         ],

@@ -319,7 +319,8 @@ pub(crate) fn add_resource(r: &ResourceInfo, paths: &mut Map<String, Value>) {
             | Subresource::Log
             | Subresource::Exec
             | Subresource::Attach
-            | Subresource::PortForward => continue,
+            | Subresource::PortForward
+            | Subresource::Token => continue,
         };
         let mut m = Map::new();
         m.insert(
