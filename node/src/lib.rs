@@ -21,6 +21,7 @@ pub mod podspec;
 pub mod podstatus;
 pub mod podsync;
 pub mod prober;
+pub mod quantity;
 pub mod server;
 pub mod staticpods;
 pub mod stats;

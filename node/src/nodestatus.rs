@@ -118,34 +118,10 @@ fn statvfs(p: &Path) -> Option<(u64, u64)> {
 }
 
 /// Parses a Kubernetes quantity into an integer of base units (bytes, or millicores when
-/// `millis`). Supports the binary and decimal suffixes and `m`.
+/// `millis`), rounded up as upstream's Value()/MilliValue().
 pub fn parse_quantity(q: &str, millis: bool) -> Option<i128> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "m" => 0.001,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
-        _ => return None,
-    };
-    let v = n * mult * if millis { 1000.0 } else { 1.0 };
-    Some(v.round() as i128)
+    let q = crate::quantity::Quantity::parse(q).ok()?;
+    Some(if millis { q.milli_value() } else { q.value() } as i128)
 }
 
 /// `cpu=500m,memory=1Gi` → map.

@@ -898,50 +898,7 @@ fn sort_pod_ips(ips: &[&str], host_ip: &str) -> Vec<String> {
 
 /// A quantity in nano-units (enough to sum and compare CPU and memory amounts).
 pub fn parse_quantity_nanos(q: &str) -> Option<i128> {
-    let q = q.trim();
-    let (sign, rest) = match q.strip_prefix('-') {
-        Some(r) => (-1i128, r),
-        None => (1, q.strip_prefix('+').unwrap_or(q)),
-    };
-    let num_end = rest
-        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
-        .unwrap_or(rest.len());
-    let (num, suffix) = rest.split_at(num_end);
-    if num.is_empty() || num == "." {
-        return None;
-    }
-    let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
-    let digits = format!("{int_part}{frac_part}");
-    let mantissa: i128 = digits.parse().ok()?;
-    let scale = i32::try_from(frac_part.len()).ok()?;
-    let (binary_pow, dec_exp): (u32, i32) = match suffix {
-        "" => (0, 0),
-        "n" => (0, -9),
-        "u" => (0, -6),
-        "m" => (0, -3),
-        "k" => (0, 3),
-        "M" => (0, 6),
-        "G" => (0, 9),
-        "T" => (0, 12),
-        "P" => (0, 15),
-        "E" => (0, 18),
-        "Ki" => (10, 0),
-        "Mi" => (20, 0),
-        "Gi" => (30, 0),
-        "Ti" => (40, 0),
-        "Pi" => (50, 0),
-        "Ei" => (60, 0),
-        s if s.starts_with(['e', 'E']) => (0, s[1..].parse().ok()?),
-        _ => return None,
-    };
-    let mut v = mantissa.checked_mul(1i128.checked_shl(binary_pow)?)?;
-    let exp = 9 + dec_exp - scale;
-    if exp >= 0 {
-        v = v.checked_mul(10i128.checked_pow(u32::try_from(exp).ok()?)?)?;
-    } else {
-        v /= 10i128.checked_pow(u32::try_from(-exp).ok()?)?;
-    }
-    Some(sign * v)
+    crate::quantity::Quantity::parse(q).ok().map(|q| q.nanos())
 }
 
 /// Upstream's `GetPodQOS` (container-level resources, cpu and memory only).

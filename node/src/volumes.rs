@@ -1144,72 +1144,7 @@ fn ceil_div(a: i128, b: i128) -> i128 {
 /// rounding any finer fraction up like upstream. `None` when it is not a valid quantity or
 /// overflows.
 pub fn quantity_nanos(s: &str) -> Option<i128> {
-    let s = s.trim();
-    let (neg, rest) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let num_end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    let (num, suffix) = rest.split_at(num_end);
-    let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
-    if int_part.is_empty() && frac_part.is_empty() {
-        return None;
-    }
-    if frac_part.contains('.') {
-        return None;
-    }
-    let digits = format!("{int_part}{frac_part}");
-    let digits = digits.trim_start_matches('0');
-    if digits.len() > 36 {
-        return None;
-    }
-    let mantissa: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    // value = mantissa * 10^(dec_exp - frac_len) * 2^bin_exp
-    let (dec_exp, bin_exp): (i32, u32) = match suffix {
-        "" => (0, 0),
-        "n" => (-9, 0),
-        "u" => (-6, 0),
-        "m" => (-3, 0),
-        "k" => (3, 0),
-        "M" => (6, 0),
-        "G" => (9, 0),
-        "T" => (12, 0),
-        "P" => (15, 0),
-        "E" => (18, 0),
-        "Ki" => (0, 10),
-        "Mi" => (0, 20),
-        "Gi" => (0, 30),
-        "Ti" => (0, 40),
-        "Pi" => (0, 50),
-        "Ei" => (0, 60),
-        e if e.starts_with(['e', 'E']) => {
-            let exp: i32 = e[1..].parse().ok()?;
-            if !(-40..=40).contains(&exp) {
-                return None;
-            }
-            (exp, 0)
-        }
-        _ => return None,
-    };
-    let mut num: i128 = mantissa.checked_mul(1i128.checked_shl(bin_exp)?)?;
-    let exp10 = dec_exp + 9 - frac_part.len() as i32;
-    if exp10 >= 0 {
-        num = num.checked_mul(10i128.checked_pow(exp10 as u32)?)?;
-    } else {
-        let d = 10i128.checked_pow((-exp10) as u32);
-        num = match d {
-            Some(d) => ceil_div(num, d),
-            None => i128::from(num != 0),
-        };
-    }
-    Some(if neg { -num } else { num })
+    crate::quantity::Quantity::parse(s).ok().map(|q| q.nanos())
 }
 
 /// A quantity's integer value (upstream Quantity.Value(): rounded up).
