@@ -58,7 +58,8 @@ impl Recorder {
             obj.field_path.as_deref().unwrap_or(""),
             type_
         );
-        let existing = {
+        // The event's name, and its new count when it repeats an earlier one.
+        let (name, repeat) = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if seen.len() > 4096 {
                 seen.clear();
@@ -66,7 +67,7 @@ impl Recorder {
             match seen.get_mut(&key) {
                 Some((name, count)) => {
                     *count += 1;
-                    Some((name.clone(), *count))
+                    (name.clone(), Some(*count))
                 }
                 None => {
                     let name = format!(
@@ -74,18 +75,11 @@ impl Recorder {
                         obj.name.as_deref().unwrap_or("x"),
                         rand::random::<u64>()
                     );
-                    seen.insert(key.clone(), (name.clone(), 1));
-                    None
+                    seen.insert(key, (name.clone(), 1));
+                    (name, None)
                 }
             }
         };
-        let name = self
-            .seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .map(|(n, _)| n.clone())
-            .unwrap_or_default();
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         let now = jiff::Timestamp::now();
         let ev = Event {
@@ -111,9 +105,9 @@ impl Recorder {
             ..Default::default()
         };
         tokio::spawn(async move {
-            let r = match existing {
+            let r = match repeat {
                 None => api.create(&PostParams::default(), &ev).await.map(|_| ()),
-                Some((name, count)) => {
+                Some(count) => {
                     let patch = json!({"count": count, "lastTimestamp": Time(now)});
                     match api
                         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -743,6 +743,11 @@ impl Kubelet {
         for r in futures::future::join_all(kills).await {
             r?;
         }
+        self.stop_ready_sandboxes(rt).await
+    }
+
+    /// Stops every ready sandbox of the pod (already-gone ones are fine).
+    async fn stop_ready_sandboxes(&self, rt: &RuntimePod) -> Result<(), SyncError> {
         for s in &rt.sandboxes {
             if s.state == cri::PodSandboxState::SandboxReady as i32 {
                 match self.runtime.stop_pod_sandbox(&s.id).await {
@@ -1043,11 +1048,8 @@ impl Kubelet {
             .await?;
         }
         if actions.kill_pod {
-            for s in &rt.sandboxes {
-                if s.state == cri::PodSandboxState::SandboxReady as i32 {
-                    let _ = self.runtime.stop_pod_sandbox(&s.id).await;
-                }
-            }
+            // Best effort, as before: a failure here shows again on the next sync.
+            let _ = self.stop_ready_sandboxes(&rt).await;
         }
         for id in &actions.containers_to_remove {
             let _ = self.runtime.remove_container(id).await;
@@ -1395,10 +1397,14 @@ impl Kubelet {
             }
         }
         let mut out = FetchedEnv::default();
-        let cm_api: Api<k8s_openapi::api::core::v1::ConfigMap> =
-            Api::namespaced(self.client.clone(), &ns);
+        // The same reads as for volumes.
+        use crate::volumes::ObjectSource;
+        let source = ApiObjects {
+            client: self.client.clone(),
+            tokens: &self.tokens,
+        };
         for n in cms {
-            if let Ok(Some(cm)) = cm_api.get_opt(&n).await {
+            if let Ok(Some(cm)) = source.config_map(&ns, &n).await {
                 let mut m: BTreeMap<String, String> = cm.data.unwrap_or_default();
                 for (k, v) in cm.binary_data.unwrap_or_default() {
                     m.insert(k, String::from_utf8_lossy(&v.0).into_owned());
@@ -1406,10 +1412,8 @@ impl Kubelet {
                 out.config_maps.insert(n, m);
             }
         }
-        let s_api: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(self.client.clone(), &ns);
         for n in secrets {
-            if let Ok(Some(s)) = s_api.get_opt(&n).await {
+            if let Ok(Some(s)) = source.secret(&ns, &n).await {
                 let mut m: BTreeMap<String, Vec<u8>> = s
                     .data
                     .unwrap_or_default()
