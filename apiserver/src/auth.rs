@@ -147,13 +147,29 @@ pub struct ComponentAuthorizer;
 
 pub const COMPONENT_USERS: &[&str] = &["system:kube-controller-manager", "system:kube-scheduler"];
 
+/// The built-in cluster DNS: it may read what CoreDNS's `system:coredns` role lets it read
+/// (Services, EndpointSlices, Endpoints, Pods and Namespaces), nothing else.
+pub const DNS_USER: &str = "system:kube-dns";
+
 impl Authorizer for ComponentAuthorizer {
-    fn authorize(&self, user: &UserInfo, _: &Attributes) -> Decision {
+    fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Decision {
         if COMPONENT_USERS.contains(&user.name.as_str()) {
-            Decision::Allow
-        } else {
-            Decision::NoOpinion
+            return Decision::Allow;
         }
+        let dns_readable = matches!(
+            (attrs.api_group.as_str(), attrs.resource.as_str()),
+            ("", "services" | "endpoints" | "pods" | "namespaces")
+                | ("discovery.k8s.io", "endpointslices")
+        );
+        if user.name == DNS_USER
+            && attrs.resource_request
+            && attrs.subresource.is_empty()
+            && dns_readable
+            && matches!(attrs.verb.as_str(), "get" | "list" | "watch")
+        {
+            return Decision::Allow;
+        }
+        Decision::NoOpinion
     }
 }
 

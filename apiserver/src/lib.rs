@@ -24,6 +24,7 @@ pub mod scale;
 pub mod schema;
 pub mod selector;
 pub mod server;
+pub mod services;
 pub mod strategy;
 pub mod streaming;
 pub mod table;

@@ -89,6 +89,8 @@ pub struct Registry {
     pub unknown_fields: UnknownFields,
     /// Namespace phases for NamespaceLifecycle admission.
     pub namespaces: Arc<crate::nscache::NamespaceCache>,
+    /// ClusterIP and NodePort allocation for core/v1 Services (unset: none).
+    pub services: std::sync::OnceLock<Arc<crate::services::ServiceAllocator>>,
 }
 
 /// What an update-style operation produced.
@@ -354,6 +356,10 @@ impl Registry {
     ) -> ApiResult<Written> {
         let name = meta::name(&obj).to_string();
         self.namespace_admission(res, ns, &name).await?;
+        let claims = match self.service_allocator(res) {
+            Some(a) => Some(a.allocate_create(&mut obj, opts.dry_run).await?),
+            None => None,
+        };
         let k = key(res, ns, &name);
         if opts.dry_run {
             if self.store.get(&k, 0).await?.0.is_some() {
@@ -365,7 +371,11 @@ impl Registry {
                 warnings,
             });
         }
-        match self.store.create(&k, encode(res, &obj)).await {
+        let stored = self.store.create(&k, encode(res, &obj)).await;
+        if let (Err(_), Some(c)) = (&stored, claims) {
+            c.release().await;
+        }
+        match stored {
             Ok(rev) => {
                 meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
                 Ok(Written {
@@ -520,6 +530,9 @@ impl Registry {
                 }
             }
             self.merge_for_update(res, sub, &old, &mut new);
+            if sub.is_none() && crate::services::is_services(res) {
+                crate::services::prepare_update(&mut new, &old);
+            }
             meta::meta_mut(&mut new).insert("resourceVersion".into(), json!(old_rv));
             Self::validate(res, &new, Some(&old))?;
             if new == old {
@@ -529,6 +542,14 @@ impl Registry {
                     warnings,
                 });
             }
+            let completes_delete = meta::meta_str(&new, "deletionTimestamp").is_some()
+                && meta::finalizers(&new).is_empty();
+            let claims = match self.service_allocator(res) {
+                Some(a) if sub.is_none() && !completes_delete => {
+                    Some(a.allocate_update(&mut new, &old, opts.dry_run).await?)
+                }
+                _ => None,
+            };
             if opts.dry_run {
                 return Ok(Written {
                     object: new,
@@ -555,6 +576,9 @@ impl Registry {
                     let kvv = kv.as_ref().expect("old exists");
                     match self.store.delete(&k, kvv.mod_revision).await {
                         Ok((rev, _)) => {
+                            if let Some(a) = self.service_allocator(res) {
+                                a.release_service(&old).await;
+                            }
                             meta::meta_mut(&mut new)
                                 .insert("resourceVersion".into(), json!(rev.to_string()));
                             return Ok(Written {
@@ -572,7 +596,11 @@ impl Registry {
                 }
             }
             let rev_expected = kv.as_ref().map(|k| k.mod_revision).unwrap_or(0);
-            match self.store.update(&k, encode(res, &new), rev_expected).await {
+            let stored = self.store.update(&k, encode(res, &new), rev_expected).await;
+            if let Some(c) = claims {
+                c.finish(stored.is_ok()).await;
+            }
+            match stored {
                 Ok(rev) => {
                     meta::meta_mut(&mut new)
                         .insert("resourceVersion".into(), json!(rev.to_string()));
@@ -808,6 +836,9 @@ impl Registry {
             }
             match self.store.delete(&k, kv.mod_revision).await {
                 Ok((rev, _)) => {
+                    if let Some(a) = self.service_allocator(res) {
+                        a.release_service(&obj).await;
+                    }
                     meta::meta_mut(&mut obj)
                         .insert("resourceVersion".into(), json!(rev.to_string()));
                     return Ok((obj, true));

@@ -65,6 +65,7 @@ impl App {
             unknown_fields: Arc::new(move |schema: &str, obj: &Value| {
                 oa.unknown_fields(schema, obj)
             }),
+            services: std::sync::OnceLock::new(),
         });
         Arc::new(App {
             registry,

@@ -693,87 +693,21 @@ impl Strategy for Namespace {
     }
 }
 
+/// Services: defaulting, preparation and validation live in `crate::services`, next to
+/// the allocation they go with.
 struct Service;
 impl Strategy for Service {
     fn default(&self, obj: &mut Value) {
-        let spec = obj_mut(obj, "spec");
-        set_default(spec, "type", json!("ClusterIP"));
-        set_default(spec, "sessionAffinity", json!("None"));
-        let ty = spec
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if ty != "ExternalName" {
-            set_default(spec, "internalTrafficPolicy", json!("Cluster"));
-        }
-        if ty == "NodePort" || ty == "LoadBalancer" {
-            set_default(spec, "externalTrafficPolicy", json!("Cluster"));
-        }
-        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-            for p in ports {
-                if let Some(p) = p.as_object_mut() {
-                    set_default(p, "protocol", json!("TCP"));
-                    if let Some(port) = p.get("port").cloned() {
-                        set_default(p, "targetPort", port);
-                    }
-                }
-            }
-        }
-        if obj.get("status").is_none() {
-            obj["status"] = json!({"loadBalancer": {}});
-        }
+        crate::services::set_defaults(obj);
+    }
+    fn prepare_create(&self, obj: &mut Value) {
+        crate::services::prepare_create(obj);
     }
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
-        let ty = obj
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP");
-        let ok = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
-        if !ok.contains(&ty) {
-            causes.push(Cause::not_supported("spec.type", &json!(ty), &ok));
-        }
-        let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-        let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
-        if ty != "ExternalName" && !headless && ports.is_none_or(Vec::is_empty) {
-            causes.push(Cause::required("spec.ports"));
-        }
-        if ty == "ExternalName"
-            && obj
-                .pointer("/spec/externalName")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .is_empty()
-        {
-            causes.push(Cause::required("spec.externalName"));
-        }
-        for (i, p) in ports.into_iter().flatten().enumerate() {
-            let n = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-            if !(1..=65535).contains(&n) {
-                causes.push(Cause::invalid(
-                    format!("spec.ports[{i}].port"),
-                    &json!(n),
-                    "must be between 1 and 65535, inclusive",
-                ));
-            }
-            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-            let ok = ["TCP", "UDP", "SCTP"];
-            if !ok.contains(&proto) {
-                causes.push(Cause::not_supported(
-                    format!("spec.ports[{i}].protocol"),
-                    &json!(proto),
-                    &ok,
-                ));
-            }
-            if ports.is_some_and(|a| a.len() > 1)
-                && p.get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .is_empty()
-            {
-                causes.push(Cause::required(format!("spec.ports[{i}].name")));
-            }
-        }
+        crate::services::validate_service(obj, causes);
+    }
+    fn validate_update(&self, new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+        crate::services::validate_service_update(new, old, causes);
     }
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1035

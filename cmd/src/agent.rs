@@ -48,6 +48,18 @@ pub struct NodeArgs {
     /// Port of the kubelet's HTTPS API.
     #[arg(long, default_value_t = 10250, hide = true)]
     pub kubelet_port: u16,
+    /// Cluster IP(s) of the cluster DNS service, the nameservers of ClusterFirst pods
+    /// (comma-separated or repeated; an empty value configures none).
+    #[arg(long = "cluster-dns", value_delimiter = ',', action = clap::ArgAction::Append, default_value = "10.43.0.10")]
+    pub cluster_dns: Vec<String>,
+    /// Cluster domain: the search domains of ClusterFirst pods and the pods' FQDNs.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The host resolv.conf pods with dnsPolicy Default use (empty: none).
+    #[arg(long, env = "MINIK8S_RESOLV_CONF", default_value = node::resolvconf::DEFAULT_RESOLV_CONF)]
+    pub resolv_conf: String,
+    #[command(flatten)]
+    pub proxy: crate::proxy::ProxyArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -132,6 +144,16 @@ pub fn agent_config(t: JoinTarget, n: &NodeArgs) -> anyhow::Result<node::agent::
         eviction_hard: nodestatus::parse_eviction_hard(&n.eviction_hard)?,
         control_plane: t.control_plane,
     };
+    let cluster_dns = n
+        .cluster_dns
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .with_context(|| format!("--cluster-dns {s:?}: not an IP address"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let endpoint = n
         .container_runtime_endpoint
         .as_ref()
@@ -150,6 +172,9 @@ pub fn agent_config(t: JoinTarget, n: &NodeArgs) -> anyhow::Result<node::agent::
         kubelet_port: n.kubelet_port,
         sandbox_image: n.pause_image.clone(),
         busybox: "/bin/busybox".into(),
+        cluster_dns,
+        cluster_domain: n.cluster_domain.clone(),
+        resolv_conf: (!n.resolv_conf.is_empty()).then(|| PathBuf::from(&n.resolv_conf)),
     })
 }
 
@@ -171,7 +196,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         },
         &args.node,
     )?;
-    node::agent::run(cfg, crate::server::shutdown_signal())
+    let components = crate::proxy::node_components(&cfg, &args.node.proxy)?;
+    node::agent::run_with(cfg, crate::server::shutdown_signal(), components)
         .await
         .context("agent")
 }
@@ -193,4 +219,68 @@ pub fn images_build(a: ImagesBuildArgs) -> anyhow::Result<()> {
         println!("{}", f.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<node::agent::AgentConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))?;
+        agent_config(
+            JoinTarget {
+                server: "https://127.0.0.1:6443".into(),
+                token: "t".into(),
+                data_dir: "/tmp/x".into(),
+                cluster_cidr: "10.42.0.0/16".into(),
+                service_cidr: "10.43.0.0/16".into(),
+                default_ip: None,
+                control_plane: false,
+            },
+            &cli.node,
+        )
+    }
+
+    #[test]
+    fn dns_flags() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let c = config(&["--node-name", "n"]).expect("defaults");
+        assert_eq!(c.cluster_dns, [ip("10.43.0.10")]);
+        assert_eq!(c.cluster_domain, "cluster.local");
+        assert_eq!(c.resolv_conf, Some(PathBuf::from("/etc/resolv.conf")));
+        let c = config(&[
+            "--cluster-dns",
+            "10.96.0.10,fd00::a",
+            "--cluster-dns=10.96.0.11",
+            "--cluster-domain",
+            "example.org",
+            "--resolv-conf",
+            "/run/systemd/resolve/resolv.conf",
+        ])
+        .expect("flags");
+        assert_eq!(
+            c.cluster_dns,
+            [ip("10.96.0.10"), ip("fd00::a"), ip("10.96.0.11")]
+        );
+        assert_eq!(c.cluster_domain, "example.org");
+        assert_eq!(
+            c.resolv_conf,
+            Some(PathBuf::from("/run/systemd/resolve/resolv.conf"))
+        );
+        let c = config(&["--cluster-dns=", "--resolv-conf="]).expect("empty values");
+        assert!(c.cluster_dns.is_empty());
+        assert_eq!(c.resolv_conf, None);
+        let e = config(&["--cluster-dns", "kube-dns"]).expect_err("not an ip");
+        assert_eq!(
+            e.to_string(),
+            "--cluster-dns \"kube-dns\": not an IP address"
+        );
+    }
 }

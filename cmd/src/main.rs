@@ -1,8 +1,10 @@
 //! The `minik8s` binary: `minik8s server` runs the control plane (and a node agent),
-//! `minik8s agent` joins a worker, `minik8s images build` makes the offline base images.
+//! `minik8s agent` joins a worker, `minik8s proxy` runs the service proxy alone,
+//! `minik8s images build` makes the offline base images.
 //! Flags follow k3s.
 
 mod agent;
+mod proxy;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a node agent (kubelet) that joins a server.
     Agent(agent::AgentArgs),
+    /// Run the service proxy alone (as kube-proxy), against a kubeconfig.
+    Proxy(proxy::ProxyCommandArgs),
     /// Offline base images.
     #[command(subcommand)]
     Images(ImagesCommand),
@@ -87,6 +91,10 @@ fn main() -> anyhow::Result<()> {
             let rt = runtime()?;
             rt.spawn(trim_heap_periodically());
             rt.block_on(agent::run(args))
+        }
+        Command::Proxy(args) => {
+            init_logging(args.verbosity);
+            runtime()?.block_on(proxy::run_command(args))
         }
         Command::Images(ImagesCommand::Build(args)) => agent::images_build(args),
     }

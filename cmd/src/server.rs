@@ -51,6 +51,9 @@ pub struct ServerArgs {
     /// Service network CIDR.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
+    /// Port range reserved for NodePort Services (`30000-32767`, `30000+2767`).
+    #[arg(long, default_value = apiserver::services::DEFAULT_NODE_PORT_RANGE)]
+    pub service_node_port_range: String,
     /// YAML file with the same keys as the flags (e.g. `data-dir: /x`).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -134,6 +137,45 @@ fn first_service_ip(cidr: &str) -> anyhow::Result<IpAddr> {
     Ok(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(ip) + 1)))
 }
 
+/// What the system Services point at: `kubernetes` at the first service IP with the
+/// advertise address behind it, `kube-dns` at the first `--cluster-dns` address with the
+/// DNS server on the advertise address.
+fn system_services_config(
+    args: &ServerArgs,
+) -> anyhow::Result<apiserver::services::SystemServicesConfig> {
+    let cidr = apiserver::services::ServiceCidr::parse(&args.service_cidr)?;
+    let kubernetes_ip = cidr
+        .first()
+        .with_context(|| format!("service cidr {} has no usable address", args.service_cidr))?;
+    let endpoint = args
+        .advertise_address
+        .or_else(|| (!args.bind_address.is_unspecified()).then_some(args.bind_address))
+        .or(args.node.node_ip);
+    let endpoint_ip = match endpoint {
+        Some(IpAddr::V4(ip)) => ip,
+        Some(IpAddr::V6(_)) => bail!("the advertise address must be IPv4"),
+        None => std::net::Ipv4Addr::LOCALHOST,
+    };
+    let cluster_dns = args
+        .node
+        .cluster_dns
+        .iter()
+        .map(|s| s.trim())
+        .find(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<std::net::Ipv4Addr>()
+                .with_context(|| format!("--cluster-dns {s:?}: not an IPv4 address"))
+        })
+        .transpose()?;
+    Ok(apiserver::services::SystemServicesConfig {
+        kubernetes_ip,
+        apiserver_ip: endpoint_ip,
+        apiserver_port: args.https_listen_port,
+        cluster_dns,
+        dns_ip: endpoint_ip,
+    })
+}
+
 fn random_hex(n: usize) -> String {
     (0..n)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
@@ -207,13 +249,53 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         });
     let app = apiserver::server::App::new(
-        backend,
+        backend.clone(),
         &secret,
         format!("{advertise}:{}", args.https_listen_port),
     );
+    let system_services = apiserver::services::system_services(&system_services_config(&args)?);
+    let allocator = Arc::new(
+        apiserver::services::ServiceAllocator::new(
+            backend,
+            apiserver::services::ServiceAllocatorConfig {
+                service_cidr: args.service_cidr.clone(),
+                node_port_range: args.service_node_port_range.clone(),
+                reserved: apiserver::services::reservations(&system_services),
+            },
+        )
+        .context("configuring service allocation")?,
+    );
+    let _ = app.registry.services.set(allocator.clone());
     bootstrap(&app)
         .await
         .context("creating bootstrap namespaces")?;
+    // Before serving: no create can be half done, so leaked allocations go at once.
+    let repaired = allocator
+        .repair(true)
+        .await
+        .context("repairing service allocations")?;
+    if repaired.claimed > 0 || repaired.released > 0 {
+        tracing::info!(
+            claimed = repaired.claimed,
+            released = repaired.released,
+            "repaired service allocations"
+        );
+    }
+    if let Err(e) =
+        apiserver::services::reconcile_system_services(&app.registry, &system_services).await
+    {
+        tracing::warn!(error = %e, "creating the system services");
+    }
+    tokio::spawn(
+        allocator
+            .clone()
+            .run_repair(apiserver::services::REPAIR_INTERVAL),
+    );
+    tokio::spawn(apiserver::services::run_system_services(
+        app.registry.clone(),
+        system_services,
+        apiserver::services::SYSTEM_SERVICES_INTERVAL,
+    ));
 
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = apiserver::server::bind(addr).await?;
@@ -320,8 +402,9 @@ async fn run_components(
             },
             &args.node,
         )?;
+        let components = crate::proxy::node_components(&cfg, &args.node.proxy)?;
         set.spawn(async move {
-            node::agent::run(cfg, std::future::pending())
+            node::agent::run_with(cfg, std::future::pending(), components)
                 .await
                 .context("node agent")
         });

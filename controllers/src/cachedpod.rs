@@ -12,7 +12,10 @@
 //! finalizers, timestamps, resourceVersion); `spec.nodeName`, `spec.tolerations` (taint
 //! eviction), `spec.affinity` (the DaemonSet's node of a daemon pod), the init containers'
 //! names and restart policies (sidecars, for ReplicaSet ranking); `status.phase`,
-//! `status.conditions` and the containers' restart counts (ReplicaSet ranking).
+//! `status.conditions` and the containers' restart counts (ReplicaSet ranking). For the
+//! endpoint controllers: `spec.hostname`, `spec.subdomain`, the *named* ports of the
+//! containers and sidecars (a Service's named `targetPort`; unnamed ports are skipped at
+//! decoding), `status.podIP`, and `status.podIPs` only when it holds more than that one IP.
 
 use k8s_openapi::api::core::v1::{Affinity, Pod, PodCondition, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -85,15 +88,102 @@ pub struct CachedPodSpec {
     pub affinity: Option<Box<Affinity>>,
     #[serde(default)]
     pub init_containers: Option<Vec<CachedContainer>>,
+    /// The named ports of all (regular) containers, in order; `None` when there are none.
+    #[serde(
+        default,
+        rename = "containers",
+        deserialize_with = "containers_named_ports"
+    )]
+    pub named_ports: Option<Box<[NamedPort]>>,
+    #[serde(default)]
+    pub hostname: Option<Box<str>>,
+    #[serde(default)]
+    pub subdomain: Option<Box<str>>,
 }
 
-/// An init container: its name and whether it is a sidecar (`restartPolicy: Always`).
+/// An init container: its name, whether it is a sidecar (`restartPolicy: Always`) and its
+/// named ports.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedContainer {
     pub name: String,
     #[serde(default)]
     pub restart_policy: Option<String>,
+    #[serde(default, rename = "ports", deserialize_with = "named_ports")]
+    pub named_ports: Option<Box<[NamedPort]>>,
+}
+
+/// A container port that has a name (what a Service's named `targetPort` refers to).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedPort {
+    pub name: Box<str>,
+    pub container_port: i32,
+    /// `TCP` (the default), `UDP` or `SCTP`.
+    pub protocol: Cow<'static, str>,
+}
+
+/// A container port as the API spells it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePort {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    container_port: i32,
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+impl WirePort {
+    fn named(self) -> Option<NamedPort> {
+        let name = self.name.filter(|n| !n.is_empty())?;
+        let protocol = match self.protocol.as_deref() {
+            None | Some("") | Some("TCP") => Cow::Borrowed("TCP"),
+            Some("UDP") => Cow::Borrowed("UDP"),
+            Some("SCTP") => Cow::Borrowed("SCTP"),
+            Some(p) => Cow::Owned(p.to_string()),
+        };
+        Some(NamedPort {
+            name: name.into_boxed_str(),
+            container_port: self.container_port,
+            protocol,
+        })
+    }
+}
+
+fn collect_named(ports: impl Iterator<Item = WirePort>) -> Option<Box<[NamedPort]>> {
+    let v: Vec<NamedPort> = ports.filter_map(WirePort::named).collect();
+    (!v.is_empty()).then(|| v.into_boxed_slice())
+}
+
+/// One container's `ports`, keeping the named ones.
+fn named_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<[NamedPort]>>, D::Error> {
+    let ports = Option::<Vec<WirePort>>::deserialize(d)?;
+    Ok(ports.and_then(|p| collect_named(p.into_iter())))
+}
+
+/// The containers' named ports; everything else about a container is skipped unallocated.
+fn containers_named_ports<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Box<[NamedPort]>>, D::Error> {
+    #[derive(Deserialize)]
+    struct PortsOnly {
+        #[serde(default)]
+        ports: Option<Vec<WirePort>>,
+    }
+    let cs = Option::<Vec<PortsOnly>>::deserialize(d)?;
+    Ok(cs.and_then(|cs| collect_named(cs.into_iter().flat_map(|c| c.ports.into_iter().flatten()))))
+}
+
+/// `status.podIPs`, kept only when it says more than `status.podIP` (dual stack).
+fn extra_pod_ips<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<[String]>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Ip {
+        #[serde(default)]
+        ip: String,
+    }
+    let ips = Option::<Vec<Ip>>::deserialize(d)?.unwrap_or_default();
+    Ok((ips.len() > 1).then(|| ips.into_iter().map(|i| i.ip).collect()))
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -107,6 +197,11 @@ pub struct CachedPodStatus {
     pub container_statuses: Option<Vec<CachedContainerStatus>>,
     #[serde(default)]
     pub init_container_statuses: Option<Vec<CachedContainerStatus>>,
+    #[serde(default, rename = "podIP")]
+    pub pod_ip: Option<Box<str>>,
+    /// `status.podIPs` when it lists more than one IP; see [`CachedPod::pod_ips`].
+    #[serde(default, rename = "podIPs", deserialize_with = "extra_pod_ips")]
+    pub pod_ips: Option<Box<[String]>>,
 }
 
 /// A container status: its name and restart count.
@@ -119,6 +214,22 @@ pub struct CachedContainerStatus {
 }
 
 impl CachedPod {
+    /// The pod's IPs as `status.podIPs` lists them (`status.podIP` first).
+    pub fn pod_ips(&self) -> Vec<&str> {
+        let Some(st) = self.status.as_ref() else {
+            return vec![];
+        };
+        match &st.pod_ips {
+            Some(ips) => ips.iter().map(String::as_str).collect(),
+            None => st
+                .pod_ip
+                .as_deref()
+                .filter(|ip| !ip.is_empty())
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// The projection of a full pod (what the informer would cache for it).
     pub fn from_pod(pod: &Pod) -> CachedPod {
         serde_json::to_value(pod)
@@ -305,8 +416,13 @@ mod tests {
             },
             "spec": {
                 "nodeName": "n1",
-                "containers": [{"name": "c", "image": "img", "env": [{"name": "A", "value": "1"}]}],
-                "initContainers": [{"name": "side", "image": "i", "restartPolicy": "Always"}],
+                "containers": [{"name": "c", "image": "img", "env": [{"name": "A", "value": "1"}],
+                                "ports": [{"containerPort": 80},
+                                          {"name": "http", "containerPort": 8080}]}],
+                "initContainers": [{"name": "side", "image": "i", "restartPolicy": "Always",
+                                    "ports": [{"name": "dns", "containerPort": 53,
+                                               "protocol": "UDP"}]}],
+                "hostname": "h", "subdomain": "sub",
                 "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute"}],
                 "volumes": [{"name": "v", "emptyDir": {}}]
             },
@@ -316,7 +432,8 @@ mod tests {
                                 "lastTransitionTime": "2026-01-01T00:00:05Z"}],
                 "containerStatuses": [{"name": "c", "restartCount": 3, "ready": true,
                                        "image": "img", "imageID": ""}],
-                "podIP": "10.0.0.1"
+                "podIP": "10.0.0.1",
+                "podIPs": [{"ip": "10.0.0.1"}]
             }
         }))
         .unwrap();
@@ -345,6 +462,20 @@ mod tests {
         assert_eq!(st.phase.as_deref(), Some("Running"));
         assert_eq!(st.conditions.as_ref().unwrap()[0].type_, "Ready");
         assert_eq!(st.container_statuses.as_ref().unwrap()[0].restart_count, 3);
+        // Only named ports, hostname and subdomain; one pod IP is kept once.
+        let np = spec.named_ports.as_ref().unwrap();
+        assert_eq!(np.len(), 1);
+        assert_eq!(
+            (&*np[0].name, np[0].container_port, &*np[0].protocol),
+            ("http", 8080, "TCP")
+        );
+        let side = init.named_ports.as_ref().unwrap();
+        assert_eq!((&*side[0].name, &*side[0].protocol), ("dns", "UDP"));
+        assert_eq!(spec.hostname.as_deref(), Some("h"));
+        assert_eq!(spec.subdomain.as_deref(), Some("sub"));
+        assert_eq!(st.pod_ip.as_deref(), Some("10.0.0.1"));
+        assert!(st.pod_ips.is_none());
+        assert_eq!(c.pod_ips(), ["10.0.0.1"]);
         // The same straight from the wire (what the watch decodes).
         let wire = serde_json::to_string(&pod).unwrap();
         let d: CachedPod = serde_json::from_str(&wire).unwrap();
@@ -355,6 +486,17 @@ mod tests {
             d.spec.as_ref().unwrap().tolerations.as_ref().unwrap(),
             d2.spec.as_ref().unwrap().tolerations.as_ref().unwrap()
         ));
+        // Dual stack: podIPs is kept.
+        let mut ds = pod.clone();
+        ds.status.as_mut().unwrap().pod_ips = Some(vec![
+            k8s_openapi::api::core::v1::PodIP {
+                ip: "10.0.0.1".into(),
+            },
+            k8s_openapi::api::core::v1::PodIP {
+                ip: "fd00::1".into(),
+            },
+        ]);
+        assert_eq!(CachedPod::from_pod(&ds).pod_ips(), ["10.0.0.1", "fd00::1"]);
         // An empty object decodes too.
         let e: CachedPod = serde_json::from_str(r#"{"metadata":null}"#).unwrap();
         assert_eq!(e, CachedPod::default());

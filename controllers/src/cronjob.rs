@@ -109,7 +109,7 @@ fn job_start(job: &Job) -> jiff::Timestamp {
 async fn reconcile(cj: Arc<CronJob>, s: Arc<State>) -> Result<Action, Error> {
     let ctx = &s.ctx;
     let jobs_store = ctx.informers.jobs.store();
-    let _ = jobs_store.wait_until_ready().await;
+    crate::endpointslice::util::wait_ready(&jobs_store).await;
     if cj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

@@ -12,7 +12,7 @@
 
 use crate::cachedpod::CachedPod;
 use futures::StreamExt;
-use k8s_openapi::api::{apps, batch, coordination, core, policy};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, policy};
 use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -180,6 +180,9 @@ pub struct Informers {
     /// Only the `kube-root-ca.crt` ConfigMap of each namespace: caching every ConfigMap's
     /// data would cost megabytes for one name.
     pub configmaps: Shared<core::v1::ConfigMap>,
+    pub services: Shared<core::v1::Service>,
+    pub endpointslices: Shared<discovery::v1::EndpointSlice>,
+    pub endpoints: Shared<core::v1::Endpoints>,
     armed: Arc<AtomicBool>,
 }
 
@@ -213,7 +216,10 @@ impl Informers {
             leases: shared!(Api::namespaced(c.clone(), "kube-node-lease"), all()),
             pdbs: shared!(Api::all(c.clone()), all()),
             serviceaccounts: shared!(Api::all(c.clone()), named(DEFAULT_SERVICE_ACCOUNT)),
-            configmaps: shared!(Api::all(c), named(ROOT_CA_CONFIGMAP)),
+            configmaps: shared!(Api::all(c.clone()), named(ROOT_CA_CONFIGMAP)),
+            services: shared!(Api::all(c.clone()), all()),
+            endpointslices: shared!(Api::all(c.clone()), all()),
+            endpoints: shared!(Api::all(c), all()),
             armed,
         }
     }
@@ -243,7 +249,10 @@ impl Informers {
             leases,
             pdbs,
             serviceaccounts,
-            configmaps
+            configmaps,
+            services,
+            endpointslices,
+            endpoints
         );
     }
 }

@@ -8,6 +8,8 @@ pub mod cronsched;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
 pub mod informers;
 pub mod job;
@@ -18,6 +20,7 @@ pub mod podctl;
 pub mod recorder;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 
 use std::sync::Arc;
@@ -83,6 +86,9 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
         ("cronjob", Box::pin(cronjob::run(ctx.clone()))),
         ("daemonset", Box::pin(daemonset::run(ctx.clone()))),
         ("statefulset", Box::pin(statefulset::run(ctx.clone()))),
+        ("endpointslice", Box::pin(endpointslice::run(ctx.clone()))),
+        ("endpoint", Box::pin(endpoints::run(ctx.clone()))),
+        ("servicelb", Box::pin(servicelb::run(ctx.clone()))),
     ];
     let mut set = tokio::task::JoinSet::new();
     for (name, fut) in controllers {

@@ -56,6 +56,13 @@ pub struct AgentConfig {
     pub sandbox_image: String,
     /// Statically linked busybox for the base images.
     pub busybox: PathBuf,
+    /// `--cluster-dns`: nameservers of ClusterFirst pods (empty: MissingClusterDNS).
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// `--cluster-domain`.
+    pub cluster_domain: String,
+    /// `--resolv-conf`: the host resolv.conf pods with dnsPolicy Default start from;
+    /// None when the flag is empty.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 pub const DEFAULT_PAUSE_IMAGE: &str = "localhost/pause:3.6";
@@ -66,10 +73,24 @@ impl AgentConfig {
     }
 }
 
+/// A component that runs on every node next to the kubelet (the service proxy), started
+/// once the Node is registered with the agent's API client; it runs until the agent stops.
+pub type NodeComponent =
+    Box<dyn FnOnce(kube::Client) -> futures::future::BoxFuture<'static, ()> + Send>;
+
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    run_with(cfg, shutdown, Vec::new()).await
+}
+
+/// [`run`], with extra node components.
+pub async fn run_with(
+    cfg: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    components: Vec<NodeComponent>,
 ) -> Result<(), AgentError> {
     let started = std::time::Instant::now();
     let agent_dir = cfg.agent_dir();
@@ -144,6 +165,11 @@ pub async fn run(
         crate::kubelet::KubeletPaths::under(&agent_dir),
         cfg.node.clone(),
         cfg.sandbox_image.clone(),
+        crate::resolvconf::DnsSettings {
+            cluster_dns: cfg.cluster_dns.clone(),
+            cluster_domain: cfg.cluster_domain.clone(),
+            resolv_conf: cfg.resolv_conf.clone(),
+        },
     );
     let tls = crate::server::ServerTls {
         ca_pem: std::fs::read_to_string(&paths.ca).unwrap_or_default(),
@@ -166,6 +192,9 @@ pub async fn run(
     })?;
 
     let mut tasks = tokio::task::JoinSet::new();
+    for c in components {
+        tasks.spawn(c(client.clone()));
+    }
     tasks.spawn(lease_loop(client.clone(), cfg.node.name.clone()));
     tasks.spawn(status_loop(
         client.clone(),

@@ -83,6 +83,8 @@ pub struct Kubelet {
     pressure: Mutex<crate::eviction::Pressure>,
     sandbox_image: String,
     tokens: TokenCache,
+    /// `--cluster-dns`, `--cluster-domain`, `--resolv-conf`.
+    dns: crate::resolvconf::DnsSettings,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -113,6 +115,7 @@ impl Kubelet {
         paths: KubeletPaths,
         node: NodeConfig,
         sandbox_image: String,
+        dns: crate::resolvconf::DnsSettings,
     ) -> Arc<Kubelet> {
         Arc::new(Kubelet {
             recorder: Recorder::new(client.clone(), node.name.clone()),
@@ -129,6 +132,7 @@ impl Kubelet {
             pressure: Mutex::new(crate::eviction::Pressure::default()),
             sandbox_image,
             tokens: Mutex::new(HashMap::new()),
+            dns,
         })
     }
 
@@ -364,6 +368,7 @@ impl Kubelet {
 
     /// Watches pods and relists the runtime until cancelled.
     pub async fn run(self: Arc<Self>) {
+        self.check_resolv_conf();
         let relist = tokio::spawn(self.clone().relist_loop());
         let housekeeping = tokio::spawn(self.clone().housekeeping_loop());
         let api: Api<Pod> = Api::all(self.client.clone());
@@ -944,7 +949,6 @@ impl crate::volumes::ObjectSource for ApiObjects<'_> {
 
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// The node's allocatable and memory capacity, for downward API defaults.
 struct NodeResources {
@@ -982,7 +986,7 @@ impl Kubelet {
             pod_ips,
             &self.paths.logs,
         );
-        ctx.cluster_domain = CLUSTER_DOMAIN;
+        ctx.cluster_domain = &self.dns.cluster_domain;
         ctx.node_allocatable_cpu_millis = q("cpu", true);
         ctx.node_allocatable_memory = q("memory", false);
         ctx.node_allocatable_ephemeral_storage = q("ephemeral-storage", false);
@@ -990,6 +994,66 @@ impl Kubelet {
         ctx.swap_controller_available =
             Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
         ctx
+    }
+
+    /// The host resolv.conf (`--resolv-conf`), read afresh each time as upstream does;
+    /// None when the flag is empty.
+    fn host_resolv_conf(
+        &self,
+    ) -> Result<Option<crate::resolvconf::ResolvConf>, crate::resolvconf::ResolvConfError> {
+        let Some(path) = self.dns.resolv_conf.as_ref() else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::resolvconf::ResolvConfError::Open {
+                path: path.clone(),
+                reason: io_reason(&e),
+            }
+        })?;
+        crate::resolvconf::parse_resolv_conf(&text).map(Some)
+    }
+
+    /// The pod's sandbox DNS config (upstream GetPodDNS), recording the warnings forming it
+    /// produced; fails when the host resolv.conf cannot be read.
+    fn pod_dns(&self, pod: &Pod) -> Result<cri::DnsConfig, crate::resolvconf::ResolvConfError> {
+        let host = self.host_resolv_conf()?;
+        let node_ips: Vec<std::net::IpAddr> = self.node.internal_ip.parse().into_iter().collect();
+        let formed = crate::resolvconf::pod_dns(pod, &self.dns, host.as_ref(), &node_ips);
+        for ev in formed.events {
+            let subject = match ev.subject {
+                crate::resolvconf::EventSubject::Pod => pod_ref(pod, None),
+                crate::resolvconf::EventSubject::Node => crate::events::node_ref(&self.node.name),
+            };
+            self.recorder
+                .event(subject, "Warning", ev.reason, ev.message);
+        }
+        Ok(formed.config)
+    }
+
+    /// Warns on the Node when the host resolv.conf cannot be used or exceeds what pods can
+    /// take (upstream CheckLimitsForResolvConf, once when the sync loop starts).
+    fn check_resolv_conf(&self) {
+        let Some(path) = self.dns.resolv_conf.as_ref() else {
+            return;
+        };
+        let message = match self.host_resolv_conf() {
+            Ok(Some(host)) => crate::resolvconf::check_resolv_conf_limits(
+                &path.to_string_lossy(),
+                &host,
+                &self.dns.cluster_domain,
+            ),
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(message) = message {
+            tracing::warn!(%message, "check limits for resolv.conf");
+            self.recorder.event(
+                crate::events::node_ref(&self.node.name),
+                "Warning",
+                crate::resolvconf::REASON_CHECK_LIMITS_FOR_RESOLV_CONF,
+                message,
+            );
+        }
     }
 
     async fn sync_running(
@@ -1058,8 +1122,15 @@ impl Kubelet {
         // The sandbox.
         let (sandbox_id, attempt) = if actions.create_sandbox {
             let attempt = actions.sandbox_attempt;
-            let ctx = self.context(pod, &[], &res);
-            let created = match podspec::sandbox_config(&ctx, attempt) {
+            let mut ctx = self.context(pod, &[], &res);
+            let config = match self.pod_dns(pod) {
+                Ok(dns) => {
+                    ctx.dns = Some(dns);
+                    podspec::sandbox_config(&ctx, attempt).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let created = match config {
                 Ok(cfg) => {
                     let _ = std::fs::create_dir_all(&ctx.log_dir);
                     self.runtime
@@ -1067,7 +1138,7 @@ impl Kubelet {
                         .await
                         .map_err(|e| e.to_string())
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             };
             match created {
                 Ok(id) => (id, attempt),
@@ -1121,8 +1192,14 @@ impl Kubelet {
                 })
                 .unwrap_or_default()
         };
-        let ctx = self.context(pod, &pod_ips, &res);
-        let sandbox_cfg = match podspec::sandbox_config(&ctx, attempt) {
+        let mut ctx = self.context(pod, &pod_ips, &res);
+        let sandbox_cfg = match self
+            .pod_dns(pod)
+            .map_err(|e| e.to_string())
+            .and_then(|dns| {
+                ctx.dns = Some(dns);
+                podspec::sandbox_config(&ctx, attempt).map_err(|e| e.to_string())
+            }) {
             Ok(c) => c,
             Err(e) => {
                 self.recorder.event(
@@ -1138,9 +1215,12 @@ impl Kubelet {
         let node_hosts = host_network
             .then(|| std::fs::read_to_string("/etc/hosts").ok())
             .flatten();
-        if let Ok(content) =
-            podspec::etc_hosts_content(pod, &pod_ips, CLUSTER_DOMAIN, node_hosts.as_deref())
-        {
+        if let Ok(content) = podspec::etc_hosts_content(
+            pod,
+            &pod_ips,
+            &self.dns.cluster_domain,
+            node_hosts.as_deref(),
+        ) {
             if std::fs::read_to_string(&etc_hosts).ok().as_deref() != Some(content.as_str()) {
                 let _ = std::fs::create_dir_all(&pod_dir);
                 let _ = std::fs::write(&etc_hosts, content);
@@ -1202,6 +1282,20 @@ impl Kubelet {
         self.report_status(pod, &rt).await?;
         crate::prober::ensure(self, pod, &rt);
         Ok(SyncOutcome::Again(next))
+    }
+}
+
+/// An IO error as Go prints it: the OS message, lowercase, without the error number.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
     }
 }
 
@@ -1859,5 +1953,13 @@ mod tests {
             assert!(root.path().join(ctrl).join("kubepods/besteffort").exists());
             assert!(root.path().join(ctrl).join("kubepods/podB").exists());
         }
+    }
+
+    #[test]
+    fn io_errors_read_as_go_prints_them() {
+        let e = std::fs::read_to_string("/nonexistent/minik8s/resolv.conf").unwrap_err();
+        assert_eq!(io_reason(&e), "no such file or directory");
+        let e = std::io::Error::other("Custom");
+        assert_eq!(io_reason(&e), "custom");
     }
 }

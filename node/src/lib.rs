@@ -22,6 +22,7 @@ pub mod podstatus;
 pub mod podsync;
 pub mod prober;
 pub mod quantity;
+pub mod resolvconf;
 pub mod server;
 pub mod staticpods;
 pub mod stats;

@@ -48,11 +48,16 @@ pub const GUARD_TABLE: &str = "filter";
 pub const GUARD_CHAIN: &str = "MINIK8S-GUARD";
 /// Built-in chains that jump to [`GUARD_CHAIN`].
 pub const GUARD_HOOKS: [&str; 2] = ["OUTPUT", "FORWARD"];
+/// nat table chain masquerading pod traffic to destinations outside the cluster CIDR (what
+/// flannel's `ipMasq` does in k3s), jumped to from POSTROUTING.
+pub const MASQ_TABLE: &str = "nat";
+pub const MASQ_CHAIN: &str = "MINIK8S-POSTROUTING";
 /// Default cluster (pod) and service CIDRs.
 pub const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
 pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
 
 const JUMP_COMMENT: &str = "minik8s: keep cluster and service cidrs local";
+const MASQ_JUMP_COMMENT: &str = "minik8s: masquerade pod traffic leaving the cluster cidr";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -592,6 +597,40 @@ pub fn guard_jump_rule() -> Vec<String> {
     ])
 }
 
+/// The rules of [`MASQ_CHAIN`] (pure): pod traffic to anything outside the cluster CIDR
+/// (other hosts, host-network endpoints of Services such as the API server or the cluster
+/// DNS after DNAT) leaves with the node's address, so replies come back through this node
+/// even when the destination has no route to the pod CIDRs. Pod-to-pod traffic keeps its
+/// source.
+pub fn masq_rules(cluster_cidr: Ipv4Cidr) -> Vec<Vec<String>> {
+    let c = cluster_cidr.to_string();
+    vec![words(&[
+        "-s",
+        &c,
+        "!",
+        "-d",
+        &c,
+        "-m",
+        "comment",
+        "--comment",
+        MASQ_JUMP_COMMENT,
+        "-j",
+        "MASQUERADE",
+    ])]
+}
+
+/// The rule in nat POSTROUTING that jumps to [`MASQ_CHAIN`].
+pub fn masq_jump_rule() -> Vec<String> {
+    words(&[
+        "-m",
+        "comment",
+        "--comment",
+        MASQ_JUMP_COMMENT,
+        "-j",
+        MASQ_CHAIN,
+    ])
+}
+
 /// What [`install_guards`] changed (rules as space-joined iptables words).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuardReport {
@@ -667,6 +706,23 @@ pub async fn install_guards(
             report.added.push(format!("{hook}: {}", jump.join(" ")));
         }
     }
+    net.ensure_chain(MASQ_TABLE, MASQ_CHAIN).await?;
+    let desired = masq_rules(cluster_cidr);
+    let current = net.list_rules(MASQ_TABLE, MASQ_CHAIN).await?;
+    if current != desired {
+        net.replace_chain(MASQ_TABLE, MASQ_CHAIN, &desired).await?;
+        report.added.extend(
+            desired
+                .iter()
+                .map(|r| format!("{MASQ_CHAIN}: {}", r.join(" "))),
+        );
+    }
+    let jump = masq_jump_rule();
+    if net.ensure_rule(MASQ_TABLE, "POSTROUTING", &jump).await? {
+        report
+            .added
+            .push(format!("POSTROUTING: {}", jump.join(" ")));
+    }
     Ok(report)
 }
 
@@ -679,6 +735,9 @@ pub async fn remove_guards(net: &dyn HostNet) -> Result<(), NetworkError> {
         net.delete_rule(GUARD_TABLE, hook, &jump).await?;
     }
     net.delete_chain(GUARD_TABLE, GUARD_CHAIN).await?;
+    net.delete_rule(MASQ_TABLE, "POSTROUTING", &masq_jump_rule())
+        .await?;
+    net.delete_chain(MASQ_TABLE, MASQ_CHAIN).await?;
     net.delete_link(SVC_BRIDGE).await?;
     Ok(())
 }
@@ -2042,8 +2101,16 @@ mod tests {
         assert!(report.bridge_created && report.chain_rewritten);
         assert_eq!(
             report.added.len(),
-            5,
-            "3 chain rules and 2 jumps: {report:?}"
+            7,
+            "3 chain rules, 2 jumps, the masquerade rule and its jump: {report:?}"
+        );
+        assert_eq!(
+            fake.state().chains[&(MASQ_TABLE.to_string(), MASQ_CHAIN.to_string())],
+            masq_rules(cl)
+        );
+        assert_eq!(
+            fake.state().chains[&(MASQ_TABLE.to_string(), "POSTROUTING".to_string())],
+            vec![masq_jump_rule()]
         );
         assert!(report.removed.is_empty());
         let s = fake.state();
@@ -2070,7 +2137,10 @@ mod tests {
             .iter()
             .filter(|c| c.starts_with("replace_chain"))
             .count();
-        assert_eq!(rewrites, 1, "an unchanged chain is not rewritten");
+        assert_eq!(
+            rewrites, 2,
+            "the guard and masquerade chains once each; unchanged chains are not rewritten"
+        );
 
         // a new host-gw route gets its exemption, ahead of the rejects
         fake.update(|s| {
@@ -2141,6 +2211,10 @@ mod tests {
         for hook in GUARD_HOOKS {
             assert!(s.chains[&("filter".to_string(), hook.to_string())].is_empty());
         }
+        assert!(!s
+            .chains
+            .contains_key(&(MASQ_TABLE.to_string(), MASQ_CHAIN.to_string())));
+        assert!(s.chains[&(MASQ_TABLE.to_string(), "POSTROUTING".to_string())].is_empty());
         assert!(!s.links.contains_key(SVC_BRIDGE));
         assert!(
             s.routes.is_empty(),

@@ -249,7 +249,9 @@ pub struct PodContext<'a> {
     pub node_allocatable_ephemeral_storage: i64,
     /// Node memory capacity in bytes (burstable oom_score_adj); 0 = unknown.
     pub node_memory_capacity: i64,
-    /// The sandbox DNS config (from the pod's dnsPolicy/dnsConfig), when known.
+    /// The sandbox DNS config, [`crate::resolvconf::pod_dns`] of the pod (its dnsPolicy and
+    /// dnsConfig over the kubelet's cluster DNS and host resolv.conf); None leaves the
+    /// runtime to copy the node's resolv.conf.
     pub dns: Option<cri::DnsConfig>,
     /// Root for Localhost seccomp profiles (`<kubelet root>/seccomp`).
     pub seccomp_profile_root: PathBuf,
@@ -2725,6 +2727,75 @@ mod tests {
             )
         );
         assert!(!cfg.labels.contains_key("app"));
+    }
+
+    #[test]
+    fn sandbox_carries_pod_dns() {
+        use crate::resolvconf::{parse_resolv_conf, pod_dns, DnsSettings};
+        let host = parse_resolv_conf("nameserver 10.255.255.53\nsearch corp.example\n")
+            .expect("resolv.conf");
+        let settings = DnsSettings {
+            cluster_dns: vec!["10.43.0.10".parse().expect("ip")],
+            cluster_domain: "example.org".into(),
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+        };
+        let sandbox_dns = |spec: serde_json::Value| {
+            let p = pod(
+                json!({"metadata": {"name": "web", "namespace": "ns1", "uid": "u"},
+                               "spec": spec}),
+            );
+            let mut c = ctx(&p, &[]);
+            c.cluster_domain = &settings.cluster_domain;
+            c.dns = Some(pod_dns(&p, &settings, Some(&host), &[]).config);
+            let cfg = sandbox_config(&c, 0).expect("sandbox");
+            (cfg.dns_config.expect("dns config"), cfg.hostname)
+        };
+        let (dns, hostname) = sandbox_dns(json!({"hostname": "h", "subdomain": "sub",
+            "setHostnameAsFQDN": true, "containers": [{"name": "a"}]}));
+        assert_eq!(
+            dns,
+            cri::DnsConfig {
+                servers: vec!["10.43.0.10".into()],
+                searches: vec![
+                    "ns1.svc.example.org".into(),
+                    "svc.example.org".into(),
+                    "example.org".into(),
+                    "corp.example".into()
+                ],
+                options: vec!["ndots:5".into()],
+            }
+        );
+        assert_eq!(
+            hostname, "h.sub.ns1.svc.example.org",
+            "the configured cluster domain"
+        );
+        let (dns, _) = sandbox_dns(json!({"hostNetwork": true, "containers": [{"name": "a"}]}));
+        assert_eq!(
+            (dns.servers, dns.searches, dns.options),
+            (
+                vec!["10.255.255.53".to_string()],
+                vec!["corp.example".to_string()],
+                Vec::<String>::new()
+            ),
+            "ClusterFirst on the host network uses the host resolv.conf"
+        );
+        let (dns, _) = sandbox_dns(json!({"dnsPolicy": "None",
+            "dnsConfig": {"nameservers": ["1.2.3.4"], "options": [{"name": "ndots", "value": "2"}]},
+            "containers": [{"name": "a"}]}));
+        assert_eq!(
+            dns,
+            cri::DnsConfig {
+                servers: vec!["1.2.3.4".into()],
+                searches: vec![],
+                options: vec!["ndots:2".into()],
+            }
+        );
+        // no DNS config computed: the runtime's default
+        let p = base_pod(json!([{"name": "a"}]));
+        assert!(sandbox_config(&ctx(&p, &[]), 0)
+            .expect("sandbox")
+            .dns_config
+            .is_none());
     }
 
     #[test]

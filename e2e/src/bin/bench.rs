@@ -9,6 +9,9 @@
 //! Environment: `MINIK8S_BIN` (default: target/release/minik8s, built first with cargo),
 //! `ETCD_BIN` (default: /usr/bin/etcd).
 
+#[path = "../benchnet.rs"]
+mod net;
+
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use e2e::cluster::{Cluster, ClusterOpts};
@@ -45,6 +48,8 @@ struct Cfg {
     node_pods: usize,
     /// Figure 11: starts per case (fresh data dir, existing data dir).
     agent_starts: usize,
+    /// Figures 12-13: Services (each with an EndpointSlice of 10 endpoints).
+    net_services: usize,
     /// Flags that turn off the in-process controller manager and scheduler, when the
     /// binary has them (figures 3-5 measure the API server and store alone).
     api_only_flags: Vec<String>,
@@ -2955,7 +2960,7 @@ fn parse_args() -> Result<Cfg> {
                 );
             }
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--keep] [--only 1,2,3,4,5,6,7,8,9,10,11]");
+                println!("usage: bench [--quick] [--keep] [--only 1,2,3,4,5,6,7,8,9,10,11,12,13]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
@@ -3003,6 +3008,7 @@ fn parse_args() -> Result<Cfg> {
         deploy_replicas: 1000,
         node_pods: 30,
         agent_starts: if quick { 3 } else { 5 },
+        net_services: 1000,
         api_only_flags,
     })
 }
@@ -3041,10 +3047,17 @@ async fn run(cfg: &Cfg, rep: &mut Report) -> Result<()> {
     if cfg.wants(9) || cfg.wants(10) || cfg.wants(11) {
         fig_node(cfg, rep).await?;
     }
+    if cfg.wants(12) || cfg.wants(13) {
+        net::fig_net(cfg, rep).await?;
+    }
     Ok(())
 }
 
 fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if net::is_probe(&argv) {
+        return net::probe_main(&argv[2..]);
+    }
     let cfg = parse_args()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
