@@ -150,7 +150,8 @@ fn system_services_config(
     let endpoint = args
         .advertise_address
         .or_else(|| (!args.bind_address.is_unspecified()).then_some(args.bind_address))
-        .or(args.node.node_ip);
+        .or(args.node.node_ip)
+        .or_else(default_route_ip);
     let endpoint_ip = match endpoint {
         Some(IpAddr::V4(ip)) => ip,
         Some(IpAddr::V6(_)) => bail!("the advertise address must be IPv4"),
@@ -174,6 +175,30 @@ fn system_services_config(
         cluster_dns,
         dns_ip: endpoint_ip,
     })
+}
+
+/// The address of the interface holding the default route, as k3s picks it: the source
+/// address the kernel would use towards a documentation address (a UDP connect sends
+/// nothing).
+fn default_route_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+/// The cluster DNS on the address the `kube-dns` Service points at, port 53, reading the
+/// API as `system:kube-dns`. A port that cannot be bound (another server on this host,
+/// no privilege) is retried, not fatal: the API keeps serving.
+async fn run_cluster_dns(client: kube::Client, cfg: proxy::dns::DnsConfig) {
+    loop {
+        match proxy::dns::run(client.clone(), cfg.clone()).await {
+            Ok(()) => tracing::warn!("cluster dns stopped; restarting"),
+            Err(e) => {
+                tracing::error!(error = %e, listen = ?cfg.listen, "cluster dns failed; retrying in 10 s")
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    }
 }
 
 fn random_hex(n: usize) -> String {
@@ -407,6 +432,21 @@ async fn run_components(
             node::agent::run_with(cfg, std::future::pending(), components)
                 .await
                 .context("node agent")
+        });
+    }
+    let system = system_services_config(args)?;
+    if system.cluster_dns.is_some() {
+        let client = component_client(pki, url, apiserver::auth::DNS_USER).await?;
+        let resolv = &args.node.resolv_conf;
+        let cfg = proxy::dns::DnsConfig {
+            listen: vec![SocketAddr::new(IpAddr::V4(system.dns_ip), 53)],
+            domain: args.node.cluster_domain.clone(),
+            upstream: (!resolv.is_empty()).then(|| PathBuf::from(resolv)),
+            ttl: 30,
+        };
+        set.spawn(async move {
+            run_cluster_dns(client, cfg).await;
+            Ok(())
         });
     }
     if !args.disable_controllers {

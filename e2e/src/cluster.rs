@@ -281,6 +281,8 @@ fn server_argv(
         API_PORT.to_string(),
         "--advertise-address".into(),
         ip.clone(),
+        // The cluster DNS forwards nothing: the test hosts have no resolvers to reach.
+        "--resolv-conf=".into(),
     ];
     if server_agent {
         a.extend(argv(&["--node-ip", &ip, "--node-name", &node_name(0)]));
@@ -1582,7 +1584,7 @@ mod tests {
         assert_eq!(
             s.join(" "),
             "/bin/minik8s server --data-dir /d/h0 --bind-address 10.99.1.10 \
-             --https-listen-port 6443 --advertise-address 10.99.1.10 --disable-agent -v"
+             --https-listen-port 6443 --advertise-address 10.99.1.10 --resolv-conf= --disable-agent -v"
         );
         let s = server_argv(bin, Path::new("/d/h0"), ip, true, &[]);
         assert!(s.join(" ").ends_with("--node-ip 10.99.1.10 --node-name h0"));

@@ -78,7 +78,8 @@ fn sh_ok(k: &Kubectl, pod: &str, script: &str) -> String {
 
 /// `n` GETs of `url` from `pod`; the distinct bodies (each backend serves its hostname).
 fn backends_seen(k: &Kubectl, pod: &str, url: &str, n: usize) -> BTreeSet<String> {
-    let script = format!("for i in $(seq {n}); do wget -q -T 3 -O - {url} || echo FAILED; done");
+    let script =
+        format!("for i in $(seq {n}); do timeout 5 wget -q -O - {url} || echo FAILED; done");
     let out = sh_ok(k, pod, &script);
     let seen: BTreeSet<String> = out.lines().map(|l| l.trim().to_string()).collect();
     assert!(!seen.contains("FAILED"), "from {pod} to {url}: {out}");
@@ -275,8 +276,16 @@ fn service_suite(mode: &str) {
         let url = format!("http://{}:{node_port}/", c.host_ip(i));
         let mut seen = BTreeSet::new();
         for _ in 0..12 {
-            let out = c.exec_ok(0, &["busybox", "wget", "-q", "-T", "3", "-O", "-", &url]);
-            seen.insert(out.trim().to_string());
+            let out = c.exec_in(0, &["curl", "-s", "-m", "5", &url]);
+            assert_eq!(
+                out.code,
+                0,
+                "NodePort {url} from the server's host: {}\nrules on h{i}:\n{}\nconntrack:\n{}",
+                out.stderr,
+                rules(&c, i, mode),
+                c.exec_in(i, &["conntrack", "-L"]).stdout
+            );
+            seen.insert(out.stdout.trim().to_string());
         }
         assert!(seen.is_subset(&names) && !seen.is_empty(), "{seen:?}");
     }
@@ -351,7 +360,7 @@ fn service_suite(mode: &str) {
     c.wait_nodes_ready(&[1], Duration::from_secs(60))
         .expect("agent 1 ready again");
     wait_for("services after restart", Duration::from_secs(30), || {
-        let (code, _) = sh(&k, "client-1", "wget -q -T 2 -O - http://web");
+        let (code, _) = sh(&k, "client-1", "timeout 3 wget -q -O - http://web");
         (code == 0).then_some(())
     });
     let seen = backends_seen(&k, "client-1", "http://web.default.svc.cluster.local", 30);
@@ -384,7 +393,7 @@ fn service_suite(mode: &str) {
     });
     wait_for("connection refused", Duration::from_secs(20), || {
         let t = Instant::now();
-        let (code, out) = sh(&k, "client-2", "wget -q -T 5 -O - http://web");
+        let (code, out) = sh(&k, "client-2", "timeout 5 wget -q -O - http://web");
         (code != 0 && out.contains("refused") && t.elapsed() < Duration::from_secs(2)).then_some(())
     });
 

@@ -224,8 +224,11 @@ pub struct CniSettings {
 }
 
 /// The conflist JSON for containerd: bridge (gateway on the bridge, no masquerade, hairpin
-/// on) with host-local IPAM over the node's pod CIDR and routes only to the cluster and
-/// service CIDRs (pods get no default route on purpose), then portmap for hostPorts.
+/// on) with host-local IPAM over the node's pod CIDR and a default route through the
+/// bridge, as every CNI gives pods: replies to node addresses (NodePorts masqueraded by
+/// another node, host-network endpoints) must find their way back. What then leaves the
+/// node is the node's routing, under the guard chain (cluster and service CIDRs never
+/// follow the node's default route) and [`MASQ_CHAIN`]; then portmap for hostPorts.
 pub fn cni_conflist(cfg: &CniSettings) -> Result<String, NetworkError> {
     let gateway = cfg.pod_cidr.first_host().ok_or(NetworkError::NoGateway {
         cidr: cfg.pod_cidr.to_string(),
@@ -252,10 +255,7 @@ pub fn cni_conflist(cfg: &CniSettings) -> Result<String, NetworkError> {
             serde_json::json!({
                 "type": "host-local",
                 "ranges": [[{"subnet": cfg.pod_cidr.to_string(), "gateway": gateway.to_string()}]],
-                "routes": [
-                    {"dst": cfg.cluster_cidr.to_string()},
-                    {"dst": cfg.service_cidr.to_string()},
-                ],
+                "routes": [{"dst": "0.0.0.0/0"}],
                 "dataDir": data_dir,
             }),
         );
@@ -1814,17 +1814,12 @@ mod tests {
         assert_eq!(ipam["type"], "host-local");
         assert_eq!(ipam["ranges"][0][0]["subnet"], "10.42.1.0/24");
         assert_eq!(ipam["ranges"][0][0]["gateway"], "10.42.1.1");
-        assert_eq!(
-            ipam["routes"],
-            serde_json::json!([{"dst": "10.42.0.0/16"}, {"dst": "10.43.0.0/16"}])
-        );
+        assert_eq!(ipam["routes"], serde_json::json!([{"dst": "0.0.0.0/0"}]));
         assert_eq!(ipam["dataDir"], "/var/lib/minik8s/cni/ipam");
         assert_eq!(v["plugins"][1]["type"], "portmap");
         assert_eq!(v["plugins"][1]["capabilities"]["portMappings"], true);
         assert_eq!(v["plugins"].as_array().map(|a| a.len()), Some(2));
         assert!(text.ends_with('\n'));
-        // no default route for pods anywhere
-        assert!(!text.contains("0.0.0.0/0"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod changes;
 pub mod conntrack;
+pub mod dns;
 pub mod iptables;
 pub mod model;
 pub mod netfilter;
