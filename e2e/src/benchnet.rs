@@ -165,6 +165,8 @@ struct ProxyProc {
     child: Child,
     started: Instant,
     rx: std::sync::mpsc::Receiver<(Instant, Value)>,
+    /// The newest report received.
+    last: std::cell::RefCell<Option<(Instant, Value)>>,
 }
 
 impl ProxyProc {
@@ -194,18 +196,36 @@ impl ProxyProc {
                 }
             }
         });
-        Ok(ProxyProc { child, started, rx })
+        Ok(ProxyProc {
+            child,
+            started,
+            rx,
+            last: std::cell::RefCell::new(None),
+        })
     }
 
-    /// The first report satisfying `f` within `limit`.
+    /// The first report satisfying `f` within `limit` (the newest one already received
+    /// counts).
     fn wait(&self, limit: Duration, f: impl Fn(&Value) -> bool) -> Result<(Instant, Value)> {
+        if let Some((at, v)) = self.last.borrow().as_ref() {
+            if f(v) {
+                return Ok((*at, v.clone()));
+            }
+        }
         let until = Instant::now() + limit;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok((at, v)) if f(&v) => return Ok((at, v)),
-                Ok(_) => continue,
-                Err(_) => bail!("no matching proxy sync report within {limit:?}"),
+                Ok((at, v)) => {
+                    *self.last.borrow_mut() = Some((at, v.clone()));
+                    if f(&v) {
+                        return Ok((at, v));
+                    }
+                }
+                Err(_) => bail!(
+                    "no matching proxy sync report within {limit:?} (last: {:?})",
+                    self.last.borrow().as_ref().map(|(_, v)| v.to_string())
+                ),
             }
         }
     }
@@ -329,6 +349,9 @@ async fn fig_net_in(cfg: &Cfg, rep: &mut Report, c: &mut Cluster) -> Result<()> 
     let want = services;
     let full = |v: &Value| v["services"].as_u64().unwrap_or(0) as usize >= want;
 
+    // Endpoint 0 of every slice starts ready; each measured change flips it (across both
+    // modes, so every PUT is a real change).
+    let mut ready = vec![true; services];
     for mode in ["nftables", "iptables"] {
         // Cold start: process start -> every service in the rules.
         let p = blocking(|| ProxyProc::start(cfg, c, spare, mode))?;
@@ -341,7 +364,8 @@ async fn fig_net_in(cfg: &Cfg, rep: &mut Report, c: &mut Cluster) -> Result<()> 
         let changes = if cfg.quick { 50 } else { 200 };
         for k in 0..changes {
             let i = (k * 7) % services;
-            let body = slice(i, per, Some(k % 2 == 1)).to_string();
+            ready[i] = !ready[i];
+            let body = slice(i, per, Some(ready[i])).to_string();
             let t0 = Instant::now();
             let (st, b) = api
                 .req(
@@ -362,6 +386,15 @@ async fn fig_net_in(cfg: &Cfg, rep: &mut Report, c: &mut Cluster) -> Result<()> 
                 p.wait(Duration::from_secs(10), |r| {
                     r["resourceVersion"].as_u64().unwrap_or(0) >= rv
                 })
+            })
+            .with_context(|| {
+                let log = std::fs::read_to_string(c.dir().join(format!("proxy-{spare}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                format!(
+                    "change {k} (slice svc-{i}-x, resourceVersion {rv}); proxy log tail:\n{}",
+                    tail.join("\n")
+                )
             })?;
             lats.push(ms(at - t0));
             tokio::time::sleep(Duration::from_millis(10)).await;

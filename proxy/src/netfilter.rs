@@ -7,6 +7,12 @@
 //! `-C` then `-I`, so a restart never duplicates them. Each backend removes the other mode's
 //! leftovers on its first sync, as upstream kube-proxy does when the mode changes. A failed
 //! apply makes the next sync a full one.
+//!
+//! A full nft sync (after a restart, a failure, or the periodic re-check) first reads the
+//! table's state fingerprint back (one cheap `nft -j list map`): when it equals the desired
+//! state's, the rules are already right and are adopted, not rewritten; when it equals the
+//! fingerprint this backend last applied, an incremental transaction is enough; otherwise
+//! (no table, rules written by someone else, another layout version) everything is rebuilt.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -14,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::iptables::{IptablesRenderer, JumpRule};
 use crate::model::ProxyState;
-use crate::nft::NftRenderer;
+use crate::nft::{Fingerprint, NftRenderer, FINGERPRINT_LIST_ARGS};
 use crate::runtime::{ProxyError, ProxyMode};
 
 /// One program run: name or path, arguments, and what to write to its stdin.
@@ -292,6 +298,20 @@ fn cleanup_iptables(exec: &mut dyn Exec, tools: &Tools) -> Result<(), ProxyError
     })
 }
 
+/// The state fingerprint stored in our nft table; `None` when there is no table or map (or
+/// `nft` cannot be run: the apply that follows reports that).
+fn nft_fingerprint(exec: &mut dyn Exec, tools: &Tools) -> Option<Fingerprint> {
+    let cmd = Command::new(&tools.nft, FINGERPRINT_LIST_ARGS);
+    match exec.run(&cmd) {
+        Ok(out) if out.success() => Fingerprint::from_nft_json(&out.stdout),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read the nftables state fingerprint");
+            None
+        }
+    }
+}
+
 /// Removes the nftables mode's table, if any.
 fn cleanup_nft(exec: &mut dyn Exec, tools: &Tools) -> Result<(), ProxyError> {
     let script = NftRenderer::cleanup_script();
@@ -335,9 +355,34 @@ impl Backend for NftBackend {
                 tracing::warn!(error = %e, "could not clean up iptables proxy rules");
             }
         }
-        let full = self.full_next;
+        let mut full = self.full_next;
         if full {
-            self.renderer.reset();
+            let wanted = Fingerprint::of(state);
+            let kernel = nft_fingerprint(self.exec.as_mut(), &self.tools);
+            if kernel == Some(wanted) {
+                self.full_next = false;
+                if self.renderer.fingerprint() == Some(wanted) {
+                    // The periodic re-check of an intact table: nothing to do.
+                    tracing::debug!(fingerprint = %wanted, "nftables rules intact");
+                } else {
+                    self.renderer.adopt(state);
+                    tracing::info!(
+                        fingerprint = %wanted,
+                        rules = self.renderer.rule_count(),
+                        "nftables rules already match the desired state, adopting them"
+                    );
+                }
+                return Ok(SyncStats {
+                    rules: self.renderer.rule_count(),
+                    full: false,
+                });
+            }
+            if kernel.is_some() && kernel == self.renderer.fingerprint() {
+                // The table is as this backend left it: only the changes are needed.
+                full = false;
+            } else {
+                self.renderer.reset();
+            }
         }
         let script = self.renderer.render(state);
         let result = if script.trim().is_empty() {
@@ -612,18 +657,22 @@ mod tests {
             calls.lock().unwrap()[n].stdin.as_deref(),
             Some(IptablesRenderer::cleanup_script(SAVED).as_str())
         );
-        assert_eq!(l[n + 1], "/sbin/nft -f -");
-        let script = calls.lock().unwrap()[n + 1]
+        assert_eq!(
+            l[n + 1],
+            "/sbin/nft -j list map ip kube-proxy state-fingerprint"
+        );
+        assert_eq!(l[n + 2], "/sbin/nft -f -");
+        let script = calls.lock().unwrap()[n + 2]
             .stdin
             .clone()
             .unwrap_or_default();
         assert!(script.contains("kube-proxy"), "{script}");
-        assert_eq!(l.len(), n + 2);
+        assert_eq!(l.len(), n + 3);
 
         // the second sync is incremental and does not clean up again
         let stats = b.sync(&state(2)).unwrap();
         assert!(!stats.full);
-        assert_eq!(lines(&calls)[n + 2..], ["/sbin/nft -f -"]);
+        assert_eq!(lines(&calls)[n + 3..], ["/sbin/nft -f -"]);
     }
 
     #[test]
@@ -631,6 +680,7 @@ mod tests {
         let mut fake = FakeExec::new();
         fake.push(Ok(Output::ok())); // iptables-save filter
         fake.push(Ok(Output::ok())); // iptables-save nat
+        fake.push(Ok(Output::status(1, "Error: No such file or directory"))); // no table yet
         fake.push(Ok(Output::status(1, "Error: syntax error")));
         let calls = fake.calls();
         let mut b = NftBackend::new(Box::new(fake), Tools::default());
@@ -650,6 +700,185 @@ mod tests {
             .filter(|l| l.starts_with("iptables-save"))
             .count();
         assert_eq!(saves, 2);
+    }
+
+    /// A fake `nft` that keeps the state fingerprint the way the kernel does: set by the
+    /// last `state-fingerprint` element line of an applied script, dropped by the cleanup
+    /// script, listed as JSON. The returned handle holds the current words.
+    fn fake_kernel() -> (FakeExec, Arc<Mutex<Option<Vec<u64>>>>) {
+        let words: Arc<Mutex<Option<Vec<u64>>>> = Arc::default();
+        let kernel = words.clone();
+        let fake = FakeExec::with(move |cmd| {
+            let mut words = kernel.lock().unwrap();
+            if cmd.program != "nft" {
+                return Ok(Output::ok());
+            }
+            if cmd.args[..2] == ["-j", "list"] {
+                return Ok(match &*words {
+                    Some(w) => {
+                        let elem: Vec<_> = w.iter().enumerate().map(|(i, w)| (i, *w)).collect();
+                        Output::stdout(
+                            &serde_json::json!({"nftables": [
+                                {"metainfo": {"version": "1.0.6"}},
+                                {"map": {"family": "ip", "name": "state-fingerprint",
+                                         "table": "kube-proxy", "type": "inet_service",
+                                         "map": "mark", "elem": elem}}]})
+                            .to_string(),
+                        )
+                    }
+                    None => Output::status(1, "Error: No such file or directory"),
+                });
+            }
+            let script = cmd.stdin.clone().unwrap_or_default();
+            if script == NftRenderer::cleanup_script() {
+                *words = None;
+            }
+            let prefix = "add element ip kube-proxy state-fingerprint { ";
+            if let Some(line) = script.lines().rev().find(|l| l.starts_with(prefix)) {
+                let parsed = line[prefix.len()..]
+                    .trim_end_matches(" }")
+                    .split(", ")
+                    .map(|kv| {
+                        let (_, v) = kv.split_once(" : 0x").unwrap();
+                        u64::from_str_radix(v, 16).unwrap()
+                    })
+                    .collect();
+                *words = Some(parsed);
+            }
+            Ok(Output::ok())
+        });
+        (fake, words)
+    }
+
+    /// The `nft -f -` scripts among the recorded commands.
+    fn nft_scripts(calls: &Arc<Mutex<Vec<Command>>>) -> Vec<String> {
+        calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.program == "nft" && c.args == ["-f", "-"])
+            .map(|c| c.stdin.clone().unwrap_or_default())
+            .collect()
+    }
+
+    const FULL_PREFIX: &str = "add table ip kube-proxy\ndelete table ip kube-proxy\n";
+    const LIST_FINGERPRINT: &str = "nft -j list map ip kube-proxy state-fingerprint";
+
+    #[test]
+    fn nft_restart_with_matching_fingerprint_adopts_without_writing() {
+        let (fake, kernel) = fake_kernel();
+        let first_calls = fake.calls();
+        let mut first = NftBackend::new(Box::new(fake), Tools::default());
+        let stats = first.sync(&state(2)).unwrap();
+        assert!(stats.full);
+        assert!(nft_scripts(&first_calls)[0].starts_with(FULL_PREFIX));
+        let words = kernel.lock().unwrap().clone().expect("fingerprint written");
+        assert_eq!(words.len(), 8);
+
+        // the restarted process finds its own fingerprint: only the read, no write
+        let (fake, restarted) = fake_kernel();
+        *restarted.lock().unwrap() = Some(words.clone());
+        let calls = fake.calls();
+        let mut b = NftBackend::new(Box::new(fake), Tools::default());
+        let adopted = b.sync(&state(2)).unwrap();
+        assert!(!adopted.full);
+        assert_eq!(adopted.rules, stats.rules);
+        assert_eq!(
+            lines(&calls),
+            [
+                "iptables-save -t filter",
+                "iptables-save -t nat",
+                LIST_FINGERPRINT
+            ]
+        );
+
+        // the next change is incremental, exactly what the first process would have sent
+        let before = calls.lock().unwrap().len();
+        let stats = b.sync(&state(3)).unwrap();
+        assert!(!stats.full);
+        assert_eq!(lines(&calls)[before..], ["nft -f -"]);
+        let script = nft_scripts(&calls).pop().unwrap();
+        assert!(!script.contains("add table"), "{script}");
+        assert!(script.contains("dnat to 10.42.0.3:8080"), "{script}");
+        first.sync(&state(3)).unwrap();
+        assert_eq!(nft_scripts(&first_calls).pop().unwrap(), script);
+        let mut fresh = NftRenderer::new();
+        fresh.render(&state(3));
+        fresh.applied(true);
+        assert_eq!(stats.rules, fresh.rule_count());
+        assert_eq!(
+            *restarted.lock().unwrap(),
+            Some(
+                Fingerprint::of(&state(3))
+                    .0
+                    .chunks(4)
+                    .map(|c| u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect()
+            )
+        );
+    }
+
+    #[test]
+    fn nft_restart_with_another_fingerprint_rebuilds() {
+        let (fake, kernel) = fake_kernel();
+        let mut old = NftBackend::new(Box::new(fake), Tools::default());
+        old.sync(&state(1)).unwrap();
+        let words = kernel.lock().unwrap().clone();
+
+        let (fake, restarted) = fake_kernel();
+        *restarted.lock().unwrap() = words;
+        let calls = fake.calls();
+        let mut b = NftBackend::new(Box::new(fake), Tools::default());
+        assert!(b.sync(&state(2)).unwrap().full);
+        let scripts = nft_scripts(&calls);
+        assert_eq!(scripts.len(), 1);
+        assert!(scripts[0].starts_with(FULL_PREFIX));
+
+        // a table written by another layout version (or mangled) is rebuilt too
+        let (fake, restarted) = fake_kernel();
+        *restarted.lock().unwrap() = Some(vec![0; 8]);
+        let calls = fake.calls();
+        let mut b = NftBackend::new(Box::new(fake), Tools::default());
+        assert!(b.sync(&state(2)).unwrap().full);
+        assert!(nft_scripts(&calls)[0].starts_with(FULL_PREFIX));
+    }
+
+    #[test]
+    fn nft_periodic_full_sync_skips_an_intact_table() {
+        let (fake, kernel) = fake_kernel();
+        let calls = fake.calls();
+        let mut b = NftBackend::new(Box::new(fake), Tools::default());
+        b.sync(&state(2)).unwrap();
+        let writes = nft_scripts(&calls).len();
+
+        // same state, table intact: read only
+        b.request_full();
+        let before = calls.lock().unwrap().len();
+        let stats = b.sync(&state(2)).unwrap();
+        assert!(!stats.full);
+        assert_eq!(lines(&calls)[before..], [LIST_FINGERPRINT]);
+        assert_eq!(nft_scripts(&calls).len(), writes);
+
+        // changed state, table as we left it: incremental
+        b.request_full();
+        let stats = b.sync(&state(3)).unwrap();
+        assert!(!stats.full);
+        let script = nft_scripts(&calls).pop().unwrap();
+        assert!(!script.starts_with(FULL_PREFIX), "{script}");
+
+        // someone else rewrote the table: everything is rebuilt
+        *kernel.lock().unwrap() = Some(vec![7; 8]);
+        b.request_full();
+        assert!(b.sync(&state(3)).unwrap().full);
+        assert!(nft_scripts(&calls).pop().unwrap().starts_with(FULL_PREFIX));
+        // and the table vanished: rebuilt as well
+        *kernel.lock().unwrap() = None;
+        b.request_full();
+        assert!(b.sync(&state(3)).unwrap().full);
+        // without a periodic request, no read at all
+        let before = calls.lock().unwrap().len();
+        assert!(!b.sync(&state(3)).unwrap().full);
+        assert_eq!(calls.lock().unwrap().len(), before);
     }
 
     #[test]

@@ -32,6 +32,13 @@
 //! Incremental transactions: new chains are added first, changed and removed chains are
 //! flushed, affinity sets deleted/added, rules written, map/set elements deleted and added,
 //! and removed chains deleted last (after the elements and rules that referenced them).
+//!
+//! State fingerprint: every transaction that changes anything also rewrites the map
+//! `state-fingerprint` (`inet_service : mark`, elements `0..8` = the eight big-endian 32-bit
+//! words of a SHA-256 over [`FORMAT_VERSION`] and the whole [`ProxyState`]). It says which
+//! state the table was rendered from, so a restarted proxy (or the periodic re-check) can read
+//! it back with `nft -j list map` and, when it equals the desired state's [`Fingerprint`],
+//! [`NftRenderer::adopt`] the state instead of rewriting ~20,000 identical rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -43,6 +50,16 @@ use crate::model::{Endpoint, ProxyState, ServicePort, ServicePortName};
 
 /// Family and name of our table, as written in every command.
 const TABLE: &str = "ip kube-proxy";
+/// Version of the rendered layout, part of every [`Fingerprint`]. Bump it whenever the rules
+/// rendered for a given [`ProxyState`] change (new chain, different rule text, ...), so a
+/// table written by an older build is never adopted as current.
+pub const FORMAT_VERSION: u32 = 1;
+/// The map holding the fingerprint of the state the table was rendered from.
+const FINGERPRINT_MAP: &str = "state-fingerprint";
+/// `nft` arguments printing the fingerprint map as JSON (fails when the table or map is
+/// missing); parse the output with [`Fingerprint::from_nft_json`].
+pub const FINGERPRINT_LIST_ARGS: [&str; 6] =
+    ["-j", "list", "map", "ip", "kube-proxy", FINGERPRINT_MAP];
 /// Packet mark bit for "masquerade me" (upstream's default `--masquerade-bit` 14).
 const MASQ_MARK: &str = "0x00004000";
 const MARK_MASQ_CHAIN: &str = "mark-for-masquerade";
@@ -117,6 +134,70 @@ impl SvcRules {
     }
 }
 
+/// SHA-256 of [`FORMAT_VERSION`] and a whole [`ProxyState`]: equal fingerprints mean equal
+/// rendered rulesets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of the rules the current renderer writes for `state`.
+    pub fn of(state: &ProxyState) -> Self {
+        Self::with_version(FORMAT_VERSION, state)
+    }
+
+    /// Hashes the `Debug` form of the state (every field, in its own order: the state is
+    /// built sorted), streamed into the hasher without building the string.
+    fn with_version(version: u32, state: &ProxyState) -> Self {
+        struct HashWriter(Sha256);
+        impl std::fmt::Write for HashWriter {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                self.0.update(s.as_bytes());
+                Ok(())
+            }
+        }
+        let mut w = HashWriter(Sha256::new());
+        let _ = write!(w, "minik8s kube-proxy nftables v{version}\n{state:?}");
+        Fingerprint(w.0.finalize().into())
+    }
+
+    /// The eight big-endian 32-bit words stored in the map.
+    fn words(&self) -> [u32; 8] {
+        let mut out = [0u32; 8];
+        for (i, chunk) in self.0.chunks_exact(4).enumerate() {
+            out[i] = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        out
+    }
+
+    /// Reads the fingerprint from `nft -j list map ip kube-proxy state-fingerprint` output;
+    /// `None` unless all eight words are there.
+    pub fn from_nft_json(json: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        let map = v["nftables"]
+            .as_array()?
+            .iter()
+            .find_map(|o| o.get("map").filter(|m| m["name"] == FINGERPRINT_MAP))?;
+        let mut words: [Option<u32>; 8] = [None; 8];
+        for elem in map["elem"].as_array()? {
+            let pair = elem.as_array()?;
+            let idx = usize::try_from(pair.first()?.as_u64()?).ok()?;
+            let word = u32::try_from(pair.get(1)?.as_u64()?).ok()?;
+            *words.get_mut(idx)? = Some(word);
+        }
+        let mut out = [0u8; 32];
+        for (i, w) in words.iter().enumerate() {
+            out[4 * i..4 * i + 4].copy_from_slice(&(*w)?.to_be_bytes());
+        }
+        Some(Fingerprint(out))
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 /// Node facts the rules depend on; a change forces a full rebuild.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct NodeFacts {
@@ -143,6 +224,8 @@ struct Known {
     /// Every service port claiming each element; the smallest name's value is installed.
     claims: BTreeMap<ElemKey, BTreeMap<ServicePortName, ElemVal>>,
     service_rules: usize,
+    /// The fingerprint in the map (`None` before the first render of a rebuild).
+    fingerprint: Option<Fingerprint>,
 }
 
 impl Known {
@@ -152,6 +235,7 @@ impl Known {
             services: BTreeMap::new(),
             claims: BTreeMap::new(),
             service_rules: 0,
+            fingerprint: None,
         }
     }
 
@@ -186,6 +270,8 @@ pub struct NftRenderer {
     rendered_rules: usize,
     /// Rule count after the last applied transaction.
     committed_rules: usize,
+    /// Fingerprint in the kernel after the last applied transaction (`None`: unknown).
+    committed_fingerprint: Option<Fingerprint>,
 }
 
 impl NftRenderer {
@@ -242,6 +328,11 @@ impl NftRenderer {
             write_prelude(&mut out, &known.facts);
         }
         write_tx(&mut out, &tx, known);
+        let fingerprint = Fingerprint::of(state);
+        if full || !out.is_empty() || known.fingerprint != Some(fingerprint) {
+            write_fingerprint(&mut out, &fingerprint);
+            known.fingerprint = Some(fingerprint);
+        }
         self.rendered_rules = BASE_RULES.len() + known.service_rules;
         self.unconfirmed = !out.is_empty();
         out
@@ -251,11 +342,27 @@ impl NftRenderer {
     pub fn applied(&mut self, ok: bool) {
         if ok && self.unconfirmed {
             self.committed_rules = self.rendered_rules;
+            self.committed_fingerprint = self.known.as_ref().and_then(|k| k.fingerprint);
         }
         if !ok {
             self.known = None;
+            self.committed_fingerprint = None;
         }
         self.unconfirmed = false;
+    }
+
+    /// Takes `state` as what the kernel already holds (its table carries `state`'s
+    /// [`Fingerprint`]) without writing anything: renders it into a discarded transaction so
+    /// later renders are incremental from it.
+    pub fn adopt(&mut self, state: &ProxyState) {
+        self.reset();
+        let _ = self.render(state);
+        self.applied(true);
+    }
+
+    /// The fingerprint the kernel holds after the last applied render (`None` when unknown).
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.committed_fingerprint
     }
 
     /// Forgets everything (e.g. after running [`Self::cleanup_script`]): the next render is
@@ -265,6 +372,7 @@ impl NftRenderer {
         self.unconfirmed = false;
         self.committed_rules = 0;
         self.rendered_rules = 0;
+        self.committed_fingerprint = None;
     }
 
     /// `nft -f -` input removing everything we own (the table), tolerant of its absence.
@@ -684,12 +792,32 @@ fn write_prelude(out: &mut String, facts: &NodeFacts) {
             container.name()
         );
     }
+    let _ = writeln!(
+        out,
+        "add map {TABLE} {FINGERPRINT_MAP} {{ type inet_service : mark ; comment \"sha256 of the rendered state\" ; }}"
+    );
     for (chain, rule) in BASE_RULES {
         let rule = rule
             .replace("{MASQ}", MASQ_MARK)
             .replace("{SERVICE_CIDR}", &facts.service_cidr);
         let _ = writeln!(out, "add rule {TABLE} {chain} {rule}");
     }
+}
+
+/// Replaces the fingerprint map's content (last in every transaction that changes anything).
+fn write_fingerprint(out: &mut String, fingerprint: &Fingerprint) {
+    let words: Vec<String> = fingerprint
+        .words()
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("{i} : 0x{w:08x}"))
+        .collect();
+    let _ = writeln!(out, "flush map {TABLE} {FINGERPRINT_MAP}");
+    let _ = writeln!(
+        out,
+        "add element {TABLE} {FINGERPRINT_MAP} {{ {} }}",
+        words.join(", ")
+    );
 }
 
 /// Writes the phases of `tx` in an order the kernel accepts within one transaction.
@@ -838,6 +966,23 @@ mod tests {
     use std::process::{Command, Stdio};
 
     const NODE: &str = "node-a";
+
+    /// `text` without its trailing fingerprint update, which must be there.
+    fn without_fingerprint(text: &str) -> String {
+        let lines: Vec<&str> = text.lines().collect();
+        let n = lines.len();
+        assert!(n >= 2, "{text}");
+        assert_eq!(
+            lines[n - 2],
+            "flush map ip kube-proxy state-fingerprint",
+            "{text}"
+        );
+        assert!(
+            lines[n - 1].starts_with("add element ip kube-proxy state-fingerprint { 0 : 0x"),
+            "{text}"
+        );
+        lines[..n - 2].iter().map(|l| format!("{l}\n")).collect()
+    }
 
     fn ep(ip: [u8; 4], port: u16, node: &str) -> Endpoint {
         Endpoint {
@@ -1181,7 +1326,7 @@ mod tests {
                 "meta l4proto tcp dnat to 10.42.2.30:8080",
             ]
         );
-        assert_eq!(text.lines().count(), 6, "{text}");
+        assert_eq!(without_fingerprint(&text).lines().count(), 6, "{text}");
         assert_eq!(r.rule_count(), {
             let mut fresh = NftRenderer::new();
             let full = fresh.render(&s);
@@ -1203,7 +1348,7 @@ mod tests {
             .unwrap();
         let delete = line_index(&text, &format!("delete chain ip kube-proxy {gone}"));
         assert!(flush < rewrite && rewrite < delete, "{text}");
-        assert_eq!(text.lines().count(), 5, "{text}");
+        assert_eq!(without_fingerprint(&text).lines().count(), 5, "{text}");
     }
 
     #[test]
@@ -1241,6 +1386,7 @@ mod tests {
             let delete = line_index(&text, &format!("delete chain ip kube-proxy {chain}"));
             assert!(flush < set_delete && last_element < delete, "{text}");
         }
+        let text = without_fingerprint(&text);
         assert_eq!(text.lines().count(), 3 + 1 + 3 + 3, "{text}");
         assert!(!text.contains("add "), "{text}");
 
@@ -1400,6 +1546,144 @@ mod tests {
         );
     }
 
+    /// The element line the renderer writes for `state`'s fingerprint.
+    fn fingerprint_line(state: &ProxyState) -> String {
+        let words: Vec<String> = Fingerprint::of(state)
+            .words()
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("{i} : 0x{w:08x}"))
+            .collect();
+        format!(
+            "add element ip kube-proxy state-fingerprint {{ {} }}",
+            words.join(", ")
+        )
+    }
+
+    fn web_of(s: &mut ProxyState) -> &mut ServicePort {
+        s.services
+            .iter_mut()
+            .find(|p| p.name.name == "web")
+            .expect("web service")
+    }
+
+    #[test]
+    fn fingerprint_tracks_every_state_change_and_the_version() {
+        let s = small_state();
+        let fp = Fingerprint::of(&s);
+        assert_eq!(fp, Fingerprint::of(&s.clone()), "deterministic");
+        assert_eq!(fp, Fingerprint::with_version(FORMAT_VERSION, &s));
+        assert_ne!(fp, Fingerprint::with_version(FORMAT_VERSION + 1, &s));
+        let changes: Vec<fn(&mut ProxyState)> = vec![
+            |s| s.node_name.push('x'),
+            |s| s.node_ips.clear(),
+            |s| s.cluster_cidr.1 = 17,
+            |s| s.service_cidr.0 = Ipv4Addr::new(10, 96, 0, 0),
+            |s| {
+                s.services.pop();
+            },
+            |s| web_of(s).endpoints[0].terminating ^= true,
+            |s| web_of(s).endpoints[0].node_name = None,
+            |s| web_of(s).port += 1,
+            |s| web_of(s).name.port.push('x'),
+            |s| s.services[1].affinity_timeout = Some(5),
+            |s| s.services[1].external_ips.push(Ipv4Addr::new(1, 2, 3, 4)),
+            |s| s.services.swap(0, 1),
+        ];
+        let mut seen = BTreeSet::from([fp.0]);
+        for change in changes {
+            let mut other = s.clone();
+            change(&mut other);
+            assert!(seen.insert(Fingerprint::of(&other).0), "{other:?}");
+        }
+        assert_eq!(fp.to_string().len(), 64);
+    }
+
+    #[test]
+    fn fingerprint_reads_back_from_nft_json() {
+        let fp = Fingerprint::of(&small_state());
+        let elem: Vec<serde_json::Value> = fp
+            .words()
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, w)| serde_json::json!([i, w]))
+            .collect();
+        let json = |elem: &[serde_json::Value]| {
+            serde_json::json!({"nftables": [
+                {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+                {"map": {"family": "ip", "name": "state-fingerprint", "table": "kube-proxy",
+                         "type": "inet_service", "handle": 1, "map": "mark", "elem": elem}}
+            ]})
+            .to_string()
+        };
+        assert_eq!(Fingerprint::from_nft_json(&json(&elem)), Some(fp));
+        assert_eq!(Fingerprint::from_nft_json(&json(&elem[1..])), None);
+        let mut bad = elem.clone();
+        bad[0] = serde_json::json!([9, 1]);
+        assert_eq!(Fingerprint::from_nft_json(&json(&bad)), None);
+        bad[0] = serde_json::json!([7, u64::from(u32::MAX) + 1]);
+        assert_eq!(Fingerprint::from_nft_json(&json(&bad)), None);
+        assert_eq!(Fingerprint::from_nft_json(""), None);
+        assert_eq!(Fingerprint::from_nft_json("{\"nftables\": []}"), None);
+    }
+
+    #[test]
+    fn every_transaction_records_the_fingerprint_of_its_result() {
+        let mut r = NftRenderer::new();
+        let s = small_state();
+        let full = r.render(&s);
+        assert_eq!(r.fingerprint(), None, "not applied yet");
+        r.applied(true);
+        assert_eq!(r.fingerprint(), Some(Fingerprint::of(&s)));
+        let map = line_index(
+            &full,
+            "add map ip kube-proxy state-fingerprint { type inet_service : mark ; comment \"sha256 of the rendered state\" ; }",
+        );
+        let flush = line_index(&full, "flush map ip kube-proxy state-fingerprint");
+        let elem = line_index(&full, &fingerprint_line(&s));
+        assert!(map < flush && flush + 1 == elem, "{full}");
+        assert_eq!(elem + 1, full.lines().count(), "last line");
+        assert_eq!(r.render(&s), "");
+
+        // a change no rule depends on still updates the fingerprint, and only it
+        let mut other = s.clone();
+        other.node_ips.push(Ipv4Addr::new(192, 0, 2, 99));
+        let text = r.render(&other);
+        assert_eq!(without_fingerprint(&text), "");
+        assert!(text.ends_with(&format!("{}\n", fingerprint_line(&other))));
+        r.applied(true);
+        assert_eq!(r.fingerprint(), Some(Fingerprint::of(&other)));
+        r.applied(false);
+        assert_eq!(r.fingerprint(), None);
+    }
+
+    #[test]
+    fn adopted_state_renders_incrementally_like_an_applied_one() {
+        let s = small_state();
+        let mut applied = NftRenderer::new();
+        applied.render(&s);
+        applied.applied(true);
+        let mut adopted = NftRenderer::new();
+        adopted.adopt(&s);
+        assert_eq!(adopted.fingerprint(), Some(Fingerprint::of(&s)));
+        assert_eq!(adopted.rule_count(), applied.rule_count());
+        assert_eq!(adopted.render(&s), "", "adopted state is current");
+
+        let mut next = s.clone();
+        next.services.retain(|p| p.name.name != "sticky");
+        next.services[0]
+            .endpoints
+            .push(ep([10, 42, 3, 3], 8080, NODE));
+        let text = adopted.render(&next);
+        assert!(!text.contains("add table"), "{text}");
+        assert_eq!(text, applied.render(&next));
+        assert!(text.ends_with(&format!("{}\n", fingerprint_line(&next))));
+        adopted.applied(true);
+        applied.applied(true);
+        assert_eq!(adopted.rule_count(), applied.rule_count());
+    }
+
     /// 1,000 service ports, 10,000 endpoints, every feature somewhere.
     fn big_state() -> ProxyState {
         let mut services = Vec::new();
@@ -1499,6 +1783,167 @@ mod tests {
         }
         lines.sort();
         (lines, rules)
+    }
+
+    /// A network namespace held by an `unshare -n sleep` process, killed by pid on drop.
+    struct NetnsHolder {
+        child: std::process::Child,
+        ns: String,
+    }
+
+    impl NetnsHolder {
+        fn start() -> Self {
+            let child = Command::new("unshare")
+                .args(["-n", "sleep", "600"])
+                .spawn()
+                .expect("start unshare -n sleep");
+            let holder = NetnsHolder {
+                ns: format!("/proc/{}/ns/net", child.id()),
+                child,
+            };
+            let ours = std::fs::read_link("/proc/self/ns/net").expect("own netns");
+            for _ in 0..500 {
+                match std::fs::read_link(&holder.ns) {
+                    Ok(ns) if ns != ours => return holder,
+                    _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+            panic!("unshare -n did not create a network namespace");
+        }
+
+        /// Runs `nft args` in the namespace, expecting success; returns stdout.
+        fn nft(&self, args: &[&str]) -> String {
+            let mut exec = NsExec(self.ns.clone());
+            let cmd = crate::netfilter::Command::new("nft", args.iter().copied());
+            let out = crate::netfilter::Exec::run(&mut exec, &cmd).expect("run nft");
+            assert!(out.success(), "nft {args:?}: {}", out.stderr);
+            out.stdout
+        }
+    }
+
+    impl Drop for NetnsHolder {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Runs every command inside one network namespace with `nsenter --net=PATH`.
+    struct NsExec(String);
+
+    impl crate::netfilter::Exec for NsExec {
+        fn run(
+            &mut self,
+            cmd: &crate::netfilter::Command,
+        ) -> std::io::Result<crate::netfilter::Output> {
+            let mut args = vec![
+                format!("--net={}", self.0),
+                "--".into(),
+                cmd.program.clone(),
+            ];
+            args.extend(cmd.args.iter().cloned());
+            let wrapped = crate::netfilter::Command {
+                program: "nsenter".into(),
+                args,
+                stdin: cmd.stdin.clone(),
+            };
+            crate::netfilter::RealExec.run(&wrapped)
+        }
+    }
+
+    #[test]
+    fn restart_adopts_an_intact_table_at_scale() {
+        use crate::netfilter::{Backend, NftBackend, Tools};
+        use std::time::Instant;
+        if !have("nft", &["--version"])
+            || !have("unshare", &["-n", "true"])
+            || !have("nsenter", &["--version"])
+        {
+            eprintln!("skipping: nft, unshare -n or nsenter not available");
+            return;
+        }
+        let ns = NetnsHolder::start();
+        let backend = || NftBackend::new(Box::new(NsExec(ns.ns.clone())), Tools::default());
+        // Table and chain handles: a rebuild gives the table a new handle.
+        let identity = || {
+            (
+                ns.nft(&["-j", "list", "tables", "ip"]),
+                ns.nft(&["-j", "list", "chains", "ip"]),
+            )
+        };
+
+        let s1 = big_state();
+        let mut first = backend();
+        let t = Instant::now();
+        let stats = first.sync(&s1).expect("first full sync");
+        let full_took = t.elapsed();
+        assert!(stats.full);
+        assert!(stats.rules > 20_000, "{} rules", stats.rules);
+        let installed = identity();
+        drop(first);
+
+        // Restart with the same state: the kernel's rules are adopted, not rewritten.
+        let mut restarted = backend();
+        let t = Instant::now();
+        let adopted = restarted.sync(&s1).expect("restart sync");
+        let restart_took = t.elapsed();
+        assert!(!adopted.full);
+        assert_eq!(adopted.rules, stats.rules);
+        assert_eq!(identity(), installed, "the restart rewrote the table");
+
+        // The periodic re-check finds the table intact and leaves it alone.
+        restarted.request_full();
+        let t = Instant::now();
+        assert!(!restarted.sync(&s1).expect("periodic sync").full);
+        let recheck_took = t.elapsed();
+        assert_eq!(identity(), installed);
+
+        // An incremental change after adopting lands exactly like a fresh full render.
+        let mut s2 = s1.clone();
+        let svc1 = s2
+            .services
+            .iter_mut()
+            .find(|p| p.name.name == "svc-1")
+            .expect("svc-1");
+        svc1.endpoints.push(ep([10, 42, 200, 1], 8000, NODE));
+        s2.services.retain(|p| p.name.name != "svc-14");
+        let t = Instant::now();
+        let stats2 = restarted.sync(&s2).expect("incremental sync");
+        let incremental_took = t.elapsed();
+        assert!(!stats2.full);
+        let (tables, _) = identity();
+        assert_eq!(tables, installed.0, "incremental, not rebuilt");
+        let path =
+            std::env::temp_dir().join(format!("minik8s-nft-adopt-{}.nft", std::process::id()));
+        std::fs::write(&path, NftRenderer::new().render(&s2)).expect("write fresh render");
+        let (fresh, _) = in_netns(&format!(
+            "nft -f {}\nnft -j list table ip kube-proxy",
+            path.display()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let (got, got_rules) = normalize(&ns.nft(&["-j", "list", "table", "ip", "kube-proxy"]));
+        let (want, want_rules) = normalize(&fresh);
+        assert_eq!(got_rules, want_rules);
+        assert_eq!(got_rules, stats2.rules);
+        assert_eq!(got, want, "adopted + incremental differs from a rebuild");
+
+        // Someone else touched the fingerprint: the next start rebuilds everything.
+        ns.nft(&["flush", "map", "ip", "kube-proxy", "state-fingerprint"]);
+        let mut third = backend();
+        let t = Instant::now();
+        assert!(third.sync(&s2).expect("rebuild").full);
+        let rebuild_took = t.elapsed();
+        assert_ne!(identity().0, installed.0, "a rebuild makes a new table");
+        assert_eq!(
+            normalize(&ns.nft(&["-j", "list", "table", "ip", "kube-proxy"])).0,
+            want
+        );
+        eprintln!(
+            "restart at scale ({} rules): first full sync {full_took:?}, restart (adopt) \
+             {restart_took:?}, periodic re-check {recheck_took:?}, incremental after adopt \
+             {incremental_took:?}, rebuild after tampering {rebuild_took:?}",
+            stats.rules
+        );
     }
 
     #[test]
