@@ -367,39 +367,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// A kube client for a built-in component, with its own client certificate.
 ///
-/// It speaks HTTP/2 over a single TLS connection: the controller manager alone keeps ~40
-/// watches open (shared informers plus the garbage collector's metadata watches), and over
-/// HTTP/1.1 each would hold a connection of its own, with read and TLS buffers on both
-/// ends, plus the pool's idle connections left from bursts of writes (BENCHMARKS.md,
-/// figure 8). Streams multiplexed on one connection cost a few KiB each.
+/// It speaks HTTP/2 over a single TLS connection (`node::join::http2_client`): the
+/// controller manager alone keeps ~40 watches open (shared informers plus the garbage
+/// collector's metadata watches), each of which would otherwise hold a connection of its
+/// own (BENCHMARKS.md, figure 8).
 async fn component_client(pki: &Pki, url: &str, user: &str) -> anyhow::Result<kube::Client> {
-    use kube::client::ConfigExt;
     let (cert, key) = pki.issue_client_cert(user, &[])?;
     let yaml = pki.kubeconfig(url, &cert, &key);
     let kc = kube::config::Kubeconfig::from_yaml(&yaml).context("component kubeconfig")?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
         .context("component client config")?;
-    // Without TCP_NODELAY, HTTP/2's small frames written back to back (HEADERS, then DATA
-    // or WINDOW_UPDATE) wait on delayed ACKs: ~40 ms per request.
-    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
-    tcp.set_nodelay(true);
-    tcp.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(cfg.rustls_client_config()?)
-        .https_only()
-        .enable_http2()
-        .wrap_connector(tcp);
-    let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build(https);
-    let service = tower::ServiceBuilder::new()
-        .layer(cfg.base_uri_layer())
-        .option_layer(cfg.auth_layer()?)
-        .map_err(|e: hyper_util::client::legacy::Error| Box::new(e) as tower::BoxError)
-        .service(http);
-    Ok(kube::Client::new(service, cfg.default_namespace))
+    node::join::http2_client(cfg).map_err(|e| anyhow::anyhow!("component client: {e}"))
 }
 
 /// Runs the controller manager and the scheduler in-process, each talking to the API

@@ -354,7 +354,16 @@ fn service_suite(mode: &str) {
     ]);
 
     // Agent restart: Services keep working, no duplicate rules.
-    let before = rules(&c, 1, mode);
+    // The rules once the proxy has caught up with the affinity change above.
+    let before = wait_for("stable rules", Duration::from_secs(20), || {
+        let a = rules(&c, 1, mode);
+        std::thread::sleep(Duration::from_secs(1));
+        let b = rules(&c, 1, mode);
+        (a.lines().count() == b.lines().count()
+            && !b.contains("recent")
+            && !b.contains("affinity-"))
+        .then_some(b)
+    });
     c.stop_agent(1).expect("stop agent 1");
     c.start_agent(1).expect("start agent 1");
     c.wait_nodes_ready(&[1], Duration::from_secs(60))

@@ -143,7 +143,39 @@ pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, String> 
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|e| e.to_string())?;
-    kube::Client::try_from(cfg).map_err(|e| e.to_string())
+    http2_client(cfg)
+}
+
+/// A kube client that speaks HTTP/2 over a single TLS connection. An agent keeps several
+/// watches open (its pods, its Node, the service proxy's Services and EndpointSlices, the
+/// cluster DNS's); over HTTP/1.1 each would hold a connection of its own, with read and
+/// TLS buffers on both ends, plus the pool's idle connections left from bursts of writes.
+/// Streams multiplexed on one connection cost a few KiB each (BENCHMARKS.md, figures 8 and
+/// 10).
+pub fn http2_client(cfg: kube::Config) -> Result<kube::Client, String> {
+    use kube::client::ConfigExt;
+    // Without TCP_NODELAY, HTTP/2's small frames written back to back (HEADERS, then DATA
+    // or WINDOW_UPDATE) wait on delayed ACKs: ~40 ms per request.
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    let tls = cfg.rustls_client_config().map_err(|e| e.to_string())?;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http2()
+        .wrap_connector(tcp);
+    let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(https);
+    let auth = cfg.auth_layer().map_err(|e| e.to_string())?;
+    let service = tower::ServiceBuilder::new()
+        .layer(cfg.base_uri_layer())
+        .option_layer(auth)
+        .map_err(|e: hyper_util::client::legacy::Error| Box::new(e) as tower::BoxError)
+        .service(http);
+    Ok(kube::Client::new(service, cfg.default_namespace))
 }
 
 async fn get_text(client: &kube::Client, path: &str) -> Result<String, String> {
