@@ -372,8 +372,16 @@ fn service_suite(mode: &str) {
         let (code, _) = sh(&k, "client-1", "timeout 3 wget -q -O - http://web");
         (code == 0).then_some(())
     });
-    let seen = backends_seen(&k, "client-1", "http://web.default.svc.cluster.local", 30);
-    assert_eq!(seen, names, "after restart");
+    // The restarted kubelet re-probes readiness (a pod on it is NotReady until its first
+    // probe passes, as upstream); then every backend answers again.
+    wait_for(
+        "every backend after restart",
+        Duration::from_secs(30),
+        || {
+            let seen = backends_seen(&k, "client-1", "http://web.default.svc.cluster.local", 30);
+            (ready_pods(&k, "web").len() == 3 && seen == names).then_some(())
+        },
+    );
     let after = rules(&c, 1, mode);
     let count = |t: &str| t.lines().filter(|l| !l.trim().is_empty()).count();
     assert_eq!(
