@@ -90,7 +90,7 @@ pub struct AgentArgs {
 }
 
 /// The local address used to reach `target` (a UDP connect sends no packet).
-fn source_ip_towards(target: &str) -> Option<IpAddr> {
+pub(crate) fn source_ip_towards(target: &str) -> Option<IpAddr> {
     let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
     s.connect(target).ok()?;
     s.local_addr().ok().map(|a| a.ip())

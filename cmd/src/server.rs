@@ -129,14 +129,6 @@ fn scalar(v: &serde_yaml::Value) -> anyhow::Result<String> {
     })
 }
 
-fn first_service_ip(cidr: &str) -> anyhow::Result<IpAddr> {
-    let (ip, _) = cidr
-        .split_once('/')
-        .context("service cidr must be ADDR/BITS")?;
-    let ip: std::net::Ipv4Addr = ip.parse().context("service cidr address")?;
-    Ok(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(ip) + 1)))
-}
-
 /// What the system Services point at: `kubernetes` at the first service IP with the
 /// advertise address behind it, `kube-dns` at the first `--cluster-dns` address with the
 /// DNS server on the advertise address.
@@ -178,12 +170,9 @@ fn system_services_config(
 }
 
 /// The address of the interface holding the default route, as k3s picks it: the source
-/// address the kernel would use towards a documentation address (a UDP connect sends
-/// nothing).
+/// address towards a documentation address.
 fn default_route_ip() -> Option<IpAddr> {
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    s.connect("192.0.2.1:9").ok()?;
-    s.local_addr().ok().map(|a| a.ip())
+    crate::agent::source_ip_towards("192.0.2.1:9")
 }
 
 /// The cluster DNS on the address the `kube-dns` Service points at, port 53, reading the
@@ -212,7 +201,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server_dir = args.data_dir.join("server");
     std::fs::create_dir_all(&server_dir)
         .with_context(|| format!("creating data dir {}", server_dir.display()))?;
-    let service_ip = first_service_ip(&args.service_cidr)?;
+    let system = system_services_config(&args)?;
+    // The `kubernetes` Service's address, which the serving certificate must name.
+    let service_ip = IpAddr::V4(system.kubernetes_ip);
 
     let mut sans: Vec<String> = vec![
         "127.0.0.1".into(),
@@ -278,7 +269,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &secret,
         format!("{advertise}:{}", args.https_listen_port),
     );
-    let system_services = apiserver::services::system_services(&system_services_config(&args)?);
+    let system_services = apiserver::services::system_services(&system);
     let allocator = Arc::new(
         apiserver::services::ServiceAllocator::new(
             backend,

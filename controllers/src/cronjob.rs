@@ -109,7 +109,7 @@ fn job_start(job: &Job) -> jiff::Timestamp {
 async fn reconcile(cj: Arc<CronJob>, s: Arc<State>) -> Result<Action, Error> {
     let ctx = &s.ctx;
     let jobs_store = ctx.informers.jobs.store();
-    crate::endpointslice::util::wait_ready(&jobs_store).await;
+    crate::informers::wait_ready(&jobs_store).await;
     if cj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

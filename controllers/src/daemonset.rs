@@ -233,9 +233,9 @@ fn hash_of(p: &CachedPod) -> &str {
 
 async fn reconcile(ds: Arc<DaemonSet>, s: Arc<State>) -> Result<Action, Error> {
     let ctx = &s.ctx;
-    crate::endpointslice::util::wait_ready(&ctx.informers.pods.store()).await;
-    crate::endpointslice::util::wait_ready(&ctx.informers.nodes.store()).await;
-    crate::endpointslice::util::wait_ready(&ctx.informers.controllerrevisions.store()).await;
+    crate::informers::wait_ready(&ctx.informers.pods.store()).await;
+    crate::informers::wait_ready(&ctx.informers.nodes.store()).await;
+    crate::informers::wait_ready(&ctx.informers.controllerrevisions.store()).await;
     let key = meta::key(ds.as_ref());
     if ds.metadata.deletion_timestamp.is_some() {
         s.exp.forget(&key);

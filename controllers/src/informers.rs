@@ -257,6 +257,28 @@ impl Informers {
     }
 }
 
+/// Waits until the store has its first list. `Store::wait_until_ready` alone can miss its
+/// wake-up when several tasks wait on the same store (its one-shot channel keeps only the
+/// last waiter's waker), so the wait is re-polled every 100 ms.
+pub async fn wait_ready<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        let wait = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            store.wait_until_ready(),
+        );
+        if let Ok(res) = wait.await {
+            if res.is_err() {
+                tracing::debug!("informer stopped before its first list");
+            }
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

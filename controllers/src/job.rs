@@ -69,7 +69,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), Error> {
 /// Removes the tracking finalizer from pods whose job is gone (upstream's orphan pod handling).
 async fn release_orphans(ctx: Arc<Ctx>, pods: crate::informers::Subscription<CachedPod>) {
     let jobs = ctx.informers.jobs.store();
-    crate::endpointslice::util::wait_ready(&jobs).await;
+    crate::informers::wait_ready(&jobs).await;
     let mut pods = std::pin::pin!(pods);
     while let Some(pod) = pods.next().await {
         if !has_finalizer(&pod) {
@@ -283,7 +283,7 @@ fn job_finished(status: &JobStatus) -> bool {
 async fn reconcile(job: Arc<Job>, s: Arc<State>) -> Result<Action, Error> {
     let ctx = &s.ctx;
     let pods_store = ctx.informers.pods.store();
-    crate::endpointslice::util::wait_ready(&pods_store).await;
+    crate::informers::wait_ready(&pods_store).await;
     let key = meta::key(job.as_ref());
     let ns = job.namespace().unwrap_or_default();
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);

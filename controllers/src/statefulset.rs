@@ -157,8 +157,8 @@ pub fn plan(
 
 async fn reconcile(set: Arc<StatefulSet>, s: Arc<State>) -> Result<Action, Error> {
     let ctx = &s.ctx;
-    crate::endpointslice::util::wait_ready(&ctx.informers.pods.store()).await;
-    crate::endpointslice::util::wait_ready(&ctx.informers.controllerrevisions.store()).await;
+    crate::informers::wait_ready(&ctx.informers.pods.store()).await;
+    crate::informers::wait_ready(&ctx.informers.controllerrevisions.store()).await;
     let key = meta::key(set.as_ref());
     if set.metadata.deletion_timestamp.is_some() {
         s.exp.forget(&key);
