@@ -1,11 +1,95 @@
-//! Mutating admission steps run on create, after defaulting and before validation:
-//! DefaultTolerationSeconds and Priority (PriorityClass).
+//! Admission: the plugins that run on writes after defaulting and validation, in upstream's
+//! order: LimitRanger, ServiceAccount, Priority, DefaultTolerationSeconds, PodSecurity and
+//! ResourceQuota (the pure logic of each lives in a submodule; this file reads what they
+//! need from the store and turns their verdicts into API errors and warnings).
 
-use crate::error::{ApiError, ApiResult};
+pub mod limitranger;
+pub mod podsecurity;
+pub mod quantity;
+pub mod quota;
+pub mod webhook;
+
+use crate::error::{ApiError, ApiResult, Cause};
 use crate::meta;
-use crate::registry::Registry;
+use crate::registry::{decode, encode, key, prefix, Registry, WriteOptions};
 use crate::resources::{self, ResourceInfo};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use store::{ListOptions, StoreError};
+
+/// Where the ServiceAccount plugin mounts the API credentials.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The token lifetime the plugin asks the kubelet to request (upstream's 3607 s, which the
+/// API server extends for pod-bound tokens).
+pub const PROJECTED_TOKEN_SECONDS: i64 = 3607;
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+fn core(plural: &str) -> &'static ResourceInfo {
+    resources::find("", "v1", plural).expect("core resource served")
+}
+
+fn is_core(res: &ResourceInfo, plural: &str) -> bool {
+    res.group.is_empty() && res.plural == plural
+}
+
+/// `kube-api-access-xxxxx`: the projected volume the ServiceAccount plugin adds.
+fn api_access_volume(name: &str) -> Value {
+    json!({
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": PROJECTED_TOKEN_SECONDS, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    })
+}
+
+/// Adds the service account's token volume and its mount in every container and init
+/// container that does not already mount something at the credentials path.
+pub fn mount_service_account_token(pod: &mut Value, suffix: &str) {
+    let spec = &mut pod["spec"];
+    let containers = ["containers", "initContainers"];
+    let already = containers.iter().any(|c| {
+        spec.get(*c)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.get("volumeMounts")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|m| {
+                        m.get("mountPath").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_MOUNT)
+                    })
+            })
+    });
+    if already {
+        return;
+    }
+    let name = format!("kube-api-access-{suffix}");
+    match spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        Some(v) => v.push(api_access_volume(&name)),
+        None => spec["volumes"] = json!([api_access_volume(&name)]),
+    }
+    for c in containers {
+        for ctr in spec
+            .get_mut(c)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let mount = json!({"name": name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT});
+            match ctr.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+                Some(m) => m.push(mount),
+                None => ctr["volumeMounts"] = json!([mount]),
+            }
+        }
+    }
+}
 
 /// Upstream's built-in priority classes.
 pub const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
@@ -38,14 +122,319 @@ pub fn default_toleration_seconds(pod: &mut Value) {
     }
 }
 
+/// The admission plugins `--disable-admission-plugins` may name.
+pub const PLUGINS: &[&str] = &[
+    "NamespaceLifecycle",
+    "LimitRanger",
+    "ServiceAccount",
+    "Priority",
+    "DefaultTolerationSeconds",
+    "PodSecurity",
+    "ResourceQuota",
+];
+
 impl Registry {
-    /// Runs the mutating admission steps for a new object.
-    pub async fn admit_create(&self, res: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
-        if res.group.is_empty() && res.plural == "pods" {
-            default_toleration_seconds(obj);
-            self.admit_priority(obj, "spec").await?;
+    /// Whether an admission plugin runs (all do unless disabled).
+    pub fn plugin_enabled(&self, name: &str) -> bool {
+        !self
+            .disabled_admission
+            .get()
+            .is_some_and(|d| d.iter().any(|x| x == name))
+    }
+
+    /// Runs the admission plugins for a new object; returns their warnings.
+    pub async fn admit_create(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        obj: &mut Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Vec<String>> {
+        let mut warnings = Vec::new();
+        crate::rbacsync::check_escalation(&self.rbac, &opts.user, res, ns, obj)?;
+        if is_core(res, "pods") {
+            let name = meta::name(obj).to_string();
+            let forbidden =
+                |msg: String| ApiError::forbidden(format!("pods \"{name}\" is forbidden: {msg}"));
+            if self.plugin_enabled("LimitRanger") {
+                let ranges = self.list_in(core("limitranges"), ns).await?;
+                if !ranges.is_empty() {
+                    limitranger::default_pod(obj, &ranges);
+                    limitranger::validate_pod(obj, &ranges)
+                        .map_err(|e| forbidden(e.to_string()))?;
+                }
+            }
+            if self.plugin_enabled("ServiceAccount") {
+                self.admit_service_account(ns, obj).await?;
+            }
+            if self.plugin_enabled("DefaultTolerationSeconds") {
+                default_toleration_seconds(obj);
+            }
+            if self.plugin_enabled("Priority") {
+                self.admit_priority(obj, "spec").await?;
+            }
+            if self.plugin_enabled("PodSecurity") {
+                let labels = self.namespace_labels(ns).await?;
+                let ev = podsecurity::validate_pod(&labels, obj);
+                if let Some(msg) = ev.denied {
+                    return Err(ApiError::forbidden(msg));
+                }
+                warnings.extend(ev.warnings);
+            }
+        } else if is_core(res, "persistentvolumeclaims") && self.plugin_enabled("LimitRanger") {
+            let ranges = self.list_in(core("limitranges"), ns).await?;
+            limitranger::validate_pvc(obj, &ranges).map_err(|e| {
+                ApiError::forbidden(format!(
+                    "persistentvolumeclaims \"{}\" is forbidden: {e}",
+                    meta::name(obj)
+                ))
+            })?;
+        } else if is_core(res, "namespaces") && self.plugin_enabled("PodSecurity") {
+            self.admit_namespace_labels(obj, None, &mut warnings)
+                .await?;
+        } else if podsecurity::has_pod_spec(res.group, res.plural)
+            && self.plugin_enabled("PodSecurity")
+        {
+            let labels = self.namespace_labels(ns).await?;
+            let ev = podsecurity::validate_pod_controller(&labels, res.group, res.plural, obj);
+            warnings.extend(ev.warnings);
+        }
+        if res.namespaced && !opts.dry_run && self.plugin_enabled("ResourceQuota") {
+            self.charge_quota(res, ns, obj, None).await?;
+        }
+        Ok(warnings)
+    }
+
+    /// Runs the admission plugins for an update of the main resource; returns warnings.
+    pub async fn admit_update(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        old: &Value,
+        new: &mut Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Vec<String>> {
+        let mut warnings = Vec::new();
+        let deleting = meta::meta_str(new, "deletionTimestamp").is_some();
+        if !deleting {
+            crate::rbacsync::check_escalation(&self.rbac, &opts.user, res, ns, new)?;
+        }
+        let pod_security = self.plugin_enabled("PodSecurity");
+        if is_core(res, "pods")
+            && pod_security
+            && !deleting
+            && podsecurity::needs_evaluation(old, new)
+        {
+            let labels = self.namespace_labels(ns).await?;
+            let ev = podsecurity::validate_pod(&labels, new);
+            if let Some(msg) = ev.denied {
+                return Err(ApiError::forbidden(msg));
+            }
+            warnings.extend(ev.warnings);
+        } else if is_core(res, "namespaces") && pod_security {
+            self.admit_namespace_labels(new, Some(old), &mut warnings)
+                .await?;
+        } else if is_core(res, "persistentvolumeclaims")
+            && !deleting
+            && self.plugin_enabled("LimitRanger")
+        {
+            let ranges = self.list_in(core("limitranges"), ns).await?;
+            limitranger::validate_pvc(new, &ranges).map_err(|e| {
+                ApiError::forbidden(format!(
+                    "persistentvolumeclaims \"{}\" is forbidden: {e}",
+                    meta::name(new)
+                ))
+            })?;
+        }
+        if res.namespaced && !opts.dry_run && !deleting && self.plugin_enabled("ResourceQuota") {
+            self.charge_quota(res, ns, new, Some(old)).await?;
+        }
+        Ok(warnings)
+    }
+
+    /// Every object of a resource in one namespace (small lists: quotas, limit ranges).
+    async fn list_in(&self, res: &ResourceInfo, ns: &str) -> ApiResult<Vec<Value>> {
+        let page = self
+            .store
+            .list(&ListOptions {
+                prefix: prefix(res, Some(ns)),
+                ..Default::default()
+            })
+            .await?;
+        page.kvs.iter().map(|kv| decode(res, kv)).collect()
+    }
+
+    /// A namespace's labels, from the namespace cache or the store.
+    async fn namespace_labels(&self, ns: &str) -> ApiResult<crate::nscache::Labels> {
+        if let Some(l) = self.namespaces.labels(ns) {
+            return Ok(l);
+        }
+        match self.get(core("namespaces"), "", ns).await {
+            Ok(obj) => Ok(std::sync::Arc::new(
+                obj.pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+            )),
+            Err(e) if e.code == 404 => Ok(Default::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// PodSecurity on Namespaces: invalid policy labels are refused; a stricter enforce
+    /// level warns about the existing pods that would violate it.
+    async fn admit_namespace_labels(
+        &self,
+        new: &Value,
+        old: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<()> {
+        match podsecurity::validate_namespace(new, old) {
+            podsecurity::NamespaceDecision::Allowed => Ok(()),
+            podsecurity::NamespaceDecision::Invalid { message, errors } => {
+                let causes = errors
+                    .iter()
+                    .map(|e| Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: e.body(),
+                        field: e.field(),
+                    })
+                    .collect();
+                let mut err = ApiError::invalid("Namespace", "", meta::name(new), causes);
+                err.message = message;
+                Err(err)
+            }
+            podsecurity::NamespaceDecision::CheckPods(lv) => {
+                let name = meta::name(new).to_string();
+                let pods = self.list_in(core("pods"), &name).await?;
+                warnings.extend(podsecurity::namespace_warnings(&name, &lv, &pods));
+                Ok(())
+            }
+        }
+    }
+
+    /// ServiceAccount: defaults `serviceAccountName`, requires the account to exist, and
+    /// mounts its API credentials unless automounting is off (mirror pods are left alone).
+    async fn admit_service_account(&self, ns: &str, pod: &mut Value) -> ApiResult<()> {
+        if pod
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(MIRROR_ANNOTATION))
+            .is_some()
+        {
+            return Ok(());
+        }
+        let name = meta::name(pod).to_string();
+        let spec = &mut pod["spec"];
+        let sa_name = match spec.get("serviceAccountName").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => match spec.get("serviceAccount").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() => n.to_string(),
+                _ => "default".to_string(),
+            },
+        };
+        spec["serviceAccountName"] = json!(sa_name);
+        // The account of a namespace created a moment ago may still be on its way from
+        // the service account controller: look again for up to a second.
+        let mut sa = None;
+        for attempt in 0..10 {
+            match self.get(core("serviceaccounts"), ns, &sa_name).await {
+                Ok(v) => {
+                    sa = Some(v);
+                    break;
+                }
+                Err(e) if e.code == 404 && attempt < 9 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await
+                }
+                Err(e) if e.code == 404 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(sa) = sa else {
+            return Err(ApiError::forbidden(format!(
+                "pods \"{name}\" is forbidden: error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found"
+            )));
+        };
+        let automount = pod["spec"]
+            .get("automountServiceAccountToken")
+            .and_then(Value::as_bool)
+            .or_else(|| {
+                sa.get("automountServiceAccountToken")
+                    .and_then(Value::as_bool)
+            })
+            .unwrap_or(true);
+        if automount {
+            mount_service_account_token(pod, &crate::registry::generate_suffix());
         }
         Ok(())
+    }
+
+    /// ResourceQuota: checks the object's usage against every quota of the namespace and
+    /// records the new usage in the quotas' status (compare-and-swap, retried) before the
+    /// object is written, as upstream; the recalculation loop corrects a charge whose
+    /// write then failed.
+    async fn charge_quota(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        let qres = core("resourcequotas");
+        for _ in 0..8 {
+            let page = self
+                .store
+                .list(&ListOptions {
+                    prefix: prefix(qres, Some(ns)),
+                    ..Default::default()
+                })
+                .await?;
+            if page.kvs.is_empty() {
+                return Ok(());
+            }
+            let quotas: Vec<(Value, i64)> = page
+                .kvs
+                .iter()
+                .map(|kv| decode(qres, kv).map(|v| (v, kv.mod_revision)))
+                .collect::<ApiResult<_>>()?;
+            let values: Vec<Value> = quotas.iter().map(|(q, _)| q.clone()).collect();
+            let updates = quota::check(&values, &res.qualified_name(), obj, old).map_err(|e| {
+                ApiError::forbidden(format!(
+                    "{} \"{}\" is forbidden: {e}",
+                    res.qualified_name(),
+                    meta::name(obj)
+                ))
+            })?;
+            let mut conflicted = false;
+            for (qname, used) in updates {
+                let Some((q, rev)) = quotas.iter().find(|(q, _)| meta::name(q) == qname) else {
+                    continue;
+                };
+                let mut q = q.clone();
+                q["status"]["used"] = quantity::resource_list_to_json(&used);
+                match self
+                    .store
+                    .update(&key(qres, ns, &qname), encode(qres, &q), *rev)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict { .. }) => {
+                        conflicted = true;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !conflicted {
+                return Ok(());
+            }
+        }
+        Err(ApiError::conflict(
+            &res.qualified_name(),
+            meta::name(obj),
+            "too many concurrent quota updates, please try again",
+        ))
     }
 
     /// Resolves `priorityClassName` into `priority` and `preemptionPolicy`.

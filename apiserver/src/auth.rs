@@ -3,13 +3,16 @@
 //! authorizer can be added in front of the default-deny.
 
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// Who made a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Upstream's `extra` (e.g. a service account token's pod name).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -18,13 +21,22 @@ impl UserInfo {
             name: "system:anonymous".into(),
             uid: String::new(),
             groups: vec!["system:unauthenticated".into()],
+            extra: BTreeMap::new(),
         }
     }
     pub fn is_anonymous(&self) -> bool {
         self.name == "system:anonymous"
     }
+    /// The `userInfo` shape of reviews and audit events (empty fields left out).
     pub fn to_json(&self) -> Value {
-        json!({"username": self.name, "uid": self.uid, "groups": self.groups})
+        let mut v = json!({"username": self.name, "groups": self.groups});
+        if !self.uid.is_empty() {
+            v["uid"] = json!(self.uid);
+        }
+        if !self.extra.is_empty() {
+            v["extra"] = json!(self.extra);
+        }
+        v
     }
 }
 
@@ -51,6 +63,7 @@ pub fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
         name,
         uid: String::new(),
         groups,
+        extra: BTreeMap::new(),
     })
 }
 
@@ -71,6 +84,7 @@ impl TokenAuthenticator {
                     name: "system:bootstrap:minik8s".into(),
                     uid: String::new(),
                     groups: vec!["system:bootstrappers".into(), "system:authenticated".into()],
+                    extra: BTreeMap::new(),
                 },
             )],
         }
@@ -317,6 +331,7 @@ mod tests {
             name: "bob".into(),
             uid: String::new(),
             groups: vec![],
+            extra: BTreeMap::new(),
         };
         let a = Attributes {
             verb: "list".into(),
@@ -341,11 +356,13 @@ mod tests {
             name: "a".into(),
             uid: String::new(),
             groups: vec!["system:masters".into()],
+            extra: BTreeMap::new(),
         };
         let bob = UserInfo {
             name: "bob".into(),
             uid: String::new(),
             groups: vec!["system:authenticated".into()],
+            extra: BTreeMap::new(),
         };
         let res = Attributes {
             verb: "get".into(),

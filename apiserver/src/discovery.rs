@@ -15,6 +15,19 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
+/// Discovery's single verb for the review resources.
+const CREATE: &[&str] = &["create"];
+
+/// The resources of one group version with their verbs: the stored ones, then the reviews.
+fn served(group: &str, version: &str) -> Vec<(&'static ResourceInfo, &'static [&'static str])> {
+    let stored = resources::all().iter().map(|r| (r, VERBS));
+    let reviews = resources::reviews().iter().map(|r| (r, CREATE));
+    stored
+        .chain(reviews)
+        .filter(|(r, _)| r.group == group && r.version == version)
+        .collect()
+}
+
 fn sub_entries(
     r: &ResourceInfo,
 ) -> Vec<(
@@ -98,21 +111,18 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if group == crate::metrics::GROUP {
         return (version == crate::metrics::VERSION).then(crate::metrics::resource_list);
     }
-    let rs: Vec<&ResourceInfo> = resources::all()
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
+    let rs = served(group, version);
     if rs.is_empty() {
         return None;
     }
     let mut items = Vec::new();
-    for r in rs {
+    for (r, verbs) in rs {
         let mut e = json!({
             "name": r.plural,
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": verbs,
         });
         if !r.short_names.is_empty() {
             e["shortNames"] = json!(r.short_names);
@@ -157,11 +167,13 @@ pub fn api_versions(server_address: &str) -> Value {
 
 fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (g, v) in resources::group_versions() {
+    let reviews = resources::reviews().iter().map(|r| (r.group, r.version));
+    for (g, v) in resources::group_versions().into_iter().chain(reviews) {
         if g.is_empty() {
             continue;
         }
         match out.iter_mut().find(|(x, _)| *x == g) {
+            Some((_, vs)) if vs.contains(&v) => {}
             Some((_, vs)) => vs.push(v),
             None => out.push((g, vec![v])),
         }
@@ -210,10 +222,7 @@ pub fn aggregated(core: bool, version: &str) -> Value {
         let mut vlist = Vec::new();
         for v in versions {
             let mut rs = Vec::new();
-            for r in resources::all()
-                .iter()
-                .filter(|r| r.group == g && r.version == v)
-            {
+            for (r, verbs) in served(g, v) {
                 let subs: Vec<Value> = sub_entries(r)
                     .into_iter()
                     .map(|(name, sg, sv, kind, verbs)| {
@@ -225,7 +234,7 @@ pub fn aggregated(core: bool, version: &str) -> Value {
                     "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                     "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                     "singularResource": r.singular,
-                    "verbs": VERBS,
+                    "verbs": verbs,
                 });
                 if !r.short_names.is_empty() {
                     e["shortNames"] = json!(r.short_names);

@@ -38,6 +38,14 @@ pub enum Route {
     OpenApiIndex,
     OpenApiGroupVersion(String),
     Resource(ResourceRoute),
+    /// A create-only review (`selfsubjectaccessreviews`, `tokenreviews`, ...).
+    Review {
+        res: &'static ResourceInfo,
+        namespace: Option<String>,
+    },
+    /// `/.well-known/openid-configuration` and `/openid/v1/jwks`.
+    OpenIdConfiguration,
+    Jwks,
     /// `metrics.k8s.io/v1beta1` nodes and pods.
     Metrics(crate::metrics::MetricsRoute),
     NotFound,
@@ -64,6 +72,8 @@ pub fn route(path: &str) -> Route {
         ["version"] => Route::Version,
         ["cacerts"] => Route::CaCerts,
         ["v1-minik8s", "node-credentials"] => Route::NodeCredentials,
+        [".well-known", "openid-configuration"] => Route::OpenIdConfiguration,
+        ["openid", "v1", "jwks"] => Route::Jwks,
         [h @ ("healthz" | "livez" | "readyz")] => Route::Health(h.to_string()),
         [h @ ("healthz" | "livez" | "readyz"), check] => Route::Health(format!("{h}/{check}")),
         ["api"] => Route::Api,
@@ -89,7 +99,21 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
     };
     let make = |plural: &str, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
         let Some(res) = resources::find(group, version, plural) else {
-            return Route::NotFound;
+            return match resources::find_review(group, version, plural) {
+                Some(res)
+                    if name.is_none()
+                        && sub.is_none()
+                        && !watch_prefix
+                        && ns.is_some() == res.namespaced
+                        && ns.is_none_or(valid_segment) =>
+                {
+                    Route::Review {
+                        res,
+                        namespace: ns.map(str::to_string),
+                    }
+                }
+                _ => Route::NotFound,
+            };
         };
         if ns.is_some() && !res.namespaced {
             return Route::NotFound;
@@ -157,27 +181,54 @@ fn text_response(code: StatusCode, body: String) -> Response {
     resp
 }
 
-/// Authenticates a request: client certificate first, then a bearer token.
-fn authenticate(app: &App, req: &Request) -> Result<UserInfo, ApiError> {
-    if let Some(PeerCertificate(Some(der))) = req.extensions().get::<PeerCertificate>() {
-        if let Some(u) = auth::user_from_cert(der) {
-            return Ok(u);
-        }
+/// The user of a verified client certificate, if the connection presented one.
+fn cert_user(req: &Request) -> Option<UserInfo> {
+    match req.extensions().get::<PeerCertificate>() {
+        Some(PeerCertificate(Some(der))) => auth::user_from_cert(der),
+        _ => None,
     }
-    if let Some(h) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+}
+
+/// Authenticates a request without a client certificate by its `Authorization` header
+/// (copied out: the request is not `Sync`, so no borrow of it may cross an await).
+async fn authenticate_bearer(
+    app: &App,
+    authorization: Option<String>,
+) -> Result<UserInfo, ApiError> {
+    if let Some(h) = authorization {
         if let Some(tok) = h.strip_prefix("Bearer ").map(str::trim) {
             return app
-                .tokens
-                .authenticate(tok)
+                .bearer
+                .authenticate(
+                    &app.registry,
+                    app.sa_signer.get().map(|s| s.as_ref()),
+                    tok,
+                    &crate::authn::api_audiences(),
+                )
+                .await
                 .ok_or_else(ApiError::unauthorized);
         }
         return Err(ApiError::unauthorized());
     }
     Ok(UserInfo::anonymous())
+}
+
+/// Applies the impersonation headers: each requested identity must be allowed the
+/// `impersonate` verb, then the request runs as the impersonated user.
+fn impersonate(app: &App, user: UserInfo, headers: &HeaderMap) -> ApiResult<UserInfo> {
+    let imp = match crate::authn::ImpersonationRequest::from_headers(headers) {
+        Ok(None) => return Ok(user),
+        Ok(Some(i)) => i,
+        Err(msg) => return Err(ApiError::bad_request(msg)),
+    };
+    for a in imp.checks() {
+        if app.authz.authorize(&user, &a) != Decision::Allow {
+            return Err(ApiError::forbidden(auth::forbidden_message(&user, &a, "")));
+        }
+    }
+    let next = imp.user();
+    tracing::debug!(user = %user.name, as_user = %next.name, "impersonating");
+    Ok(next)
 }
 
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/cacerts"];
@@ -227,11 +278,22 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
     let path = req.uri().path().to_string();
     let q = query_map(req.uri().query());
-    let user = authenticate(&app, &req)?;
+    let user = match cert_user(&req) {
+        Some(u) => u,
+        None => {
+            let authorization = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            authenticate_bearer(&app, authorization).await?
+        }
+    };
     let route = route(&path);
     if user.is_anonymous() && !is_public(&path) {
         return Err(ApiError::unauthorized());
     }
+    let user = impersonate(&app, user, req.headers())?;
     // Authorization.
     let attrs = match &route {
         Route::Resource(r) => Attributes {
@@ -246,6 +308,16 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
             path: path.clone(),
         },
         Route::Metrics(m) => m.attributes(req.method(), &q, &path),
+        Route::Review { res, namespace } => Attributes {
+            verb: "create".into(),
+            resource_request: true,
+            api_group: res.group.to_string(),
+            api_version: res.version.to_string(),
+            resource: res.plural.to_string(),
+            namespace: namespace.clone().unwrap_or_default(),
+            path: path.clone(),
+            ..Default::default()
+        },
         _ => Attributes {
             verb: req.method().as_str().to_ascii_lowercase(),
             path: path.clone(),
@@ -349,6 +421,34 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
             None => Err(ApiError::path_not_found()),
         },
         Route::NotFound => Err(ApiError::path_not_found()),
+        which @ (Route::OpenIdConfiguration | Route::Jwks) => {
+            let jwks = which == Route::Jwks;
+            let Some(signer) = app.sa_signer.get() else {
+                return Err(ApiError::path_not_found());
+            };
+            let v = if jwks {
+                crate::authn::jwks(signer)
+            } else {
+                crate::authn::openid_configuration(signer)
+            };
+            let mut resp = json_response(StatusCode::OK, &v, &[]);
+            if jwks {
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/jwk-set+json"),
+                );
+            }
+            Ok(resp)
+        }
+        Route::Review { res, namespace } => {
+            if req.method() != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let (headers, body) = read_body(req).await?;
+            let obj = decode_object(&content_type(&headers), &body)?;
+            let v = crate::reviews::review(&app, &user, res, namespace.as_deref(), obj).await?;
+            Ok(json_response(StatusCode::CREATED, &v, &[]))
+        }
         Route::Metrics(m) => {
             let source = crate::metrics::KubeletMetricsSource::new(
                 app.registry.clone(),
@@ -575,6 +675,7 @@ fn write_options(
     q: &HashMap<String, String>,
     user_agent: &str,
     default_manager_from_ua: bool,
+    user: &UserInfo,
 ) -> ApiResult<WriteOptions> {
     let field_validation = match q.get("fieldValidation").map(String::as_str) {
         None | Some("") | Some("Warn") => FieldValidation::Warn,
@@ -613,6 +714,7 @@ fn write_options(
         field_manager,
         field_validation,
         force: q.get("force").is_some_and(|v| v == "true"),
+        user: user.clone(),
     })
 }
 
@@ -723,7 +825,7 @@ async fn resource(
     r: ResourceRoute,
     q: HashMap<String, String>,
     accept: &str,
-    _user: &UserInfo,
+    user: &UserInfo,
 ) -> ApiResult<Response> {
     let res = r.res;
     let reg = app.registry.clone();
@@ -926,7 +1028,7 @@ async fn resource(
             Ok(resp)
         }
         ("create", None, None) => {
-            let opts = write_options(&q, &ua, true)?;
+            let opts = write_options(&q, &ua, true, user)?;
             let (h, body) = read_body(req).await?;
             let obj = decode_object(&content_type(&h), &body)?;
             let w = reg.create(res, &ns, obj, &opts).await?;
@@ -937,7 +1039,7 @@ async fn resource(
             ))
         }
         ("create", Some(Subresource::Binding), Some(name)) => {
-            let opts = write_options(&q, &ua, false)?;
+            let opts = write_options(&q, &ua, false, user)?;
             let (h, body) = read_body(req).await?;
             let b = decode_object(&content_type(&h), &body)?;
             let st = reg.bind(&ns, &name, &b, opts.dry_run).await?;
@@ -951,7 +1053,7 @@ async fn resource(
         }
         ("create", Some(Subresource::Token), Some(name)) => {
             // Tokens are not stored, so a dry run issues one all the same.
-            write_options(&q, &ua, false)?;
+            write_options(&q, &ua, false, user)?;
             let Some(signer) = app.sa_signer.get().cloned() else {
                 return Err(ApiError::path_not_found());
             };
@@ -973,7 +1075,7 @@ async fn resource(
             ))
         }
         ("update", sub @ (None | Some(Subresource::Status)), Some(name)) => {
-            let opts = write_options(&q, &ua, true)?;
+            let opts = write_options(&q, &ua, true, user)?;
             let (h, body) = read_body(req).await?;
             let obj = decode_object(&content_type(&h), &body)?;
             let w = reg.replace(res, &ns, &name, sub, obj, &opts).await?;
@@ -985,7 +1087,7 @@ async fn resource(
             Ok(json_response(code, &render_one(w.object), &w.warnings))
         }
         ("update" | "patch", Some(Subresource::Scale), Some(name)) => {
-            let opts = write_options(&q, &ua, true)?;
+            let opts = write_options(&q, &ua, true, user)?;
             let ptype = if verb == "patch" {
                 Some(patch_type(req.headers())?)
             } else {
@@ -1009,7 +1111,7 @@ async fn resource(
         }
         ("patch", sub @ (None | Some(Subresource::Status)), Some(name)) => {
             let ptype = patch_type(req.headers())?;
-            let mut opts = write_options(&q, &ua, ptype != PatchType::Apply)?;
+            let mut opts = write_options(&q, &ua, ptype != PatchType::Apply, user)?;
             if ptype == PatchType::Apply && opts.field_manager.is_empty() {
                 return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"));
             }

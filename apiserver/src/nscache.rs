@@ -6,7 +6,7 @@
 use crate::registry::{decode, prefix};
 use crate::resources::{self, ResourceInfo};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use store::{Backend, Event, ListOptions};
@@ -20,7 +20,25 @@ pub enum Phase {
 
 #[derive(Default)]
 pub struct NamespaceCache {
-    phases: RwLock<HashMap<String, Phase>>,
+    phases: RwLock<HashMap<String, (Phase, Labels)>>,
+}
+
+/// A namespace's labels (PodSecurity and webhook namespace selectors read them).
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+fn labels_of(ns: &Value) -> Labels {
+    Arc::new(
+        ns.pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+            .collect(),
+    )
+}
+
+fn entry(ns: &Value) -> (Phase, Labels) {
+    (phase_of(ns), labels_of(ns))
 }
 
 fn namespaces() -> &'static ResourceInfo {
@@ -55,7 +73,12 @@ impl NamespaceCache {
     }
 
     pub fn get(&self, name: &str) -> Option<Phase> {
-        self.phases.read().ok()?.get(name).copied()
+        self.phases.read().ok()?.get(name).map(|(p, _)| *p)
+    }
+
+    /// The namespace's labels, when the cache has seen it.
+    pub fn labels(&self, name: &str) -> Option<Labels> {
+        self.phases.read().ok()?.get(name).map(|(_, l)| l.clone())
     }
 
     /// One list, then the watch from its revision until it fails.
@@ -71,7 +94,7 @@ impl NamespaceCache {
         let mut fresh = HashMap::new();
         for kv in &page.kvs {
             if let Ok(obj) = decode(res, kv) {
-                fresh.insert(crate::meta::name(&obj).to_string(), phase_of(&obj));
+                fresh.insert(crate::meta::name(&obj).to_string(), entry(&obj));
             }
         }
         if let Ok(mut m) = self.phases.write() {
@@ -87,7 +110,7 @@ impl NamespaceCache {
                 match &ev {
                     Event::Create { kv } | Event::Update { kv, .. } => {
                         if let Ok(obj) = decode(res, kv) {
-                            m.insert(crate::meta::name(&obj).to_string(), phase_of(&obj));
+                            m.insert(crate::meta::name(&obj).to_string(), entry(&obj));
                         }
                     }
                     Event::Delete { prev, .. } => {

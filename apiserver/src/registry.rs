@@ -27,6 +27,9 @@ pub struct WriteOptions {
     pub field_manager: String,
     pub field_validation: FieldValidation,
     pub force: bool,
+    /// Who writes (admission plugins such as NodeRestriction and webhooks read it); empty
+    /// for the server's own writes.
+    pub user: crate::auth::UserInfo,
 }
 
 /// The kind of patch document.
@@ -72,7 +75,7 @@ pub fn decode(res: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     Ok(v)
 }
 
-fn encode(res: &ResourceInfo, obj: &Value) -> Bytes {
+pub fn encode(res: &ResourceInfo, obj: &Value) -> Bytes {
     let mut o = crate::conversion::to_storage(res, obj.clone());
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -91,6 +94,10 @@ pub struct Registry {
     pub namespaces: Arc<crate::nscache::NamespaceCache>,
     /// ClusterIP and NodePort allocation for core/v1 Services (unset: none).
     pub services: std::sync::OnceLock<Arc<crate::services::ServiceAllocator>>,
+    /// Admission plugins switched off (`--disable-admission-plugins`, upstream names).
+    pub disabled_admission: std::sync::OnceLock<Vec<String>>,
+    /// The RBAC index, for the privilege-escalation checks on RBAC writes.
+    pub rbac: crate::rbac::SharedRbacIndex,
 }
 
 /// What an update-style operation produced.
@@ -118,7 +125,7 @@ fn body_decode_error(res: &ResourceInfo, e: ApiError) -> ApiError {
 
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn generate_suffix() -> String {
+pub fn generate_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..5)
@@ -238,7 +245,7 @@ impl Registry {
     /// NamespaceLifecycle: the namespace must exist and not be terminating. Answered from
     /// the namespace cache; a namespace the cache has not seen is read from the store.
     async fn namespace_admission(&self, res: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
-        if !res.namespaced {
+        if !res.namespaced || !self.plugin_enabled("NamespaceLifecycle") {
             return Ok(());
         }
         let phase = match self.namespaces.get(ns) {
@@ -299,7 +306,8 @@ impl Registry {
             .map_err(|e| body_decode_error(res, e))?;
         Self::check_namespace(res, &mut obj, ns)?;
         self.prepare_new(res, &mut obj)?;
-        self.admit_create(res, &mut obj).await?;
+        let mut warnings = warnings;
+        warnings.extend(self.admit_create(res, ns, &mut obj, opts).await?);
         self.track(res, None, &mut obj, &opts.field_manager, None);
         self.persist_new(res, ns, obj, opts, warnings).await
     }
@@ -513,7 +521,8 @@ impl Registry {
                     ));
                 }
                 self.prepare_new(res, &mut obj)?;
-                self.admit_create(res, &mut obj).await?;
+                let mut warnings = warnings;
+                warnings.extend(self.admit_create(res, ns, &mut obj, opts).await?);
                 return self.persist_new(res, ns, obj, opts, warnings).await;
             };
             let (mut new, warnings) = mutate(Some(&old))?;
@@ -535,6 +544,17 @@ impl Registry {
             }
             meta::meta_mut(&mut new).insert("resourceVersion".into(), json!(old_rv));
             Self::validate(res, &new, Some(&old))?;
+            if new == old {
+                return Ok(Written {
+                    object: old,
+                    created: false,
+                    warnings,
+                });
+            }
+            let mut warnings = warnings;
+            if sub.is_none() {
+                warnings.extend(self.admit_update(res, ns, &old, &mut new, opts).await?);
+            }
             if new == old {
                 return Ok(Written {
                     object: old,

@@ -2,7 +2,8 @@
 //! hooks into the k8s-openapi type (JSON schema, typed decoding). Pure data, no IO.
 
 use k8s_openapi::api::{
-    apps, batch, coordination, core, discovery, events, policy, rbac, scheduling,
+    apps, authentication, authorization, batch, coordination, core, discovery, events, policy,
+    rbac, scheduling,
 };
 use serde_json::Value;
 use std::any::TypeId;
@@ -172,6 +173,29 @@ pub fn all() -> &'static [ResourceInfo] {
             info::<scheduling::v1::PriorityClass>(&["pc"], NONE, &[]),
         ]
     })
+}
+
+/// The create-only review resources (`authentication.k8s.io`, `authorization.k8s.io`):
+/// answered from the request, never stored, discovered with the single verb `create`.
+pub fn reviews() -> &'static [ResourceInfo] {
+    static CELL: OnceLock<Vec<ResourceInfo>> = OnceLock::new();
+    CELL.get_or_init(|| {
+        vec![
+            info::<authentication::v1::SelfSubjectReview>(NONE, NONE, &[]),
+            info::<authentication::v1::TokenReview>(NONE, NONE, &[]),
+            info::<authorization::v1::LocalSubjectAccessReview>(NONE, NONE, &[]),
+            info::<authorization::v1::SelfSubjectAccessReview>(NONE, NONE, &[]),
+            info::<authorization::v1::SelfSubjectRulesReview>(NONE, NONE, &[]),
+            info::<authorization::v1::SubjectAccessReview>(NONE, NONE, &[]),
+        ]
+    })
+}
+
+/// Finds a review resource by group, version and plural name.
+pub fn find_review(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    reviews()
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Finds a resource by group, version and plural name.

@@ -3,8 +3,8 @@
 //! and the shared application state behind every request.
 
 use crate::auth::{
-    AuthorizerChain, ComponentAuthorizer, DiscoveryAuthorizer, JoinAuthorizer, MastersAuthorizer,
-    NodesAuthorizer, PeerCertificate, TokenAuthenticator,
+    AuthorizerChain, JoinAuthorizer, MastersAuthorizer, NodesAuthorizer, PeerCertificate,
+    TokenAuthenticator,
 };
 use crate::openapi::OpenApi;
 use crate::pki::Pki;
@@ -39,8 +39,10 @@ pub enum ServerError {
 pub struct App {
     pub registry: Arc<Registry>,
     pub openapi: Arc<OpenApi>,
-    pub tokens: TokenAuthenticator,
+    pub bearer: crate::authn::BearerAuthenticator,
     pub authz: AuthorizerChain,
+    /// The RBAC index (also in the authorizer chain), for rules reviews.
+    pub rbac: crate::rbac::SharedRbacIndex,
     pub version: Value,
     pub advertise_address: String,
     /// The cluster CA, for `/cacerts` and node credentials (absent in some tests).
@@ -58,6 +60,7 @@ impl App {
     pub fn new(store: Arc<dyn Backend>, join_token: &str, advertise_address: String) -> Arc<App> {
         let openapi = Arc::new(OpenApi::new());
         let oa = openapi.clone();
+        let rbac = crate::rbac::SharedRbacIndex::default();
         let registry = Arc::new(Registry {
             namespaces: crate::nscache::NamespaceCache::start(store.clone()),
             store,
@@ -66,18 +69,24 @@ impl App {
                 oa.unknown_fields(schema, obj)
             }),
             services: std::sync::OnceLock::new(),
+            disabled_admission: std::sync::OnceLock::new(),
+            rbac: rbac.clone(),
         });
+        let aggregate = crate::rbacsync::start_aggregation(registry.clone(), rbac.clone());
+        crate::rbacsync::start(registry.store.clone(), rbac.clone(), aggregate);
         Arc::new(App {
             registry,
             openapi,
-            tokens: TokenAuthenticator::with_join_token(join_token),
+            bearer: crate::authn::BearerAuthenticator::new(TokenAuthenticator::with_join_token(
+                join_token,
+            )),
             authz: AuthorizerChain(vec![
                 Box::new(MastersAuthorizer),
-                Box::new(ComponentAuthorizer),
                 Box::new(NodesAuthorizer),
+                Box::new(rbac.clone()),
                 Box::new(JoinAuthorizer),
-                Box::new(DiscoveryAuthorizer),
             ]),
+            rbac,
             version: json!({
                 "major": KUBE_MAJOR,
                 "minor": KUBE_MINOR,
@@ -95,6 +104,43 @@ impl App {
             metrics: crate::metrics::MetricsApi::default(),
             sa_signer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// `SelfSubjectRulesReview` status for a user in a namespace (from RBAC; members of
+    /// `system:masters` see cluster-admin's rules through its bootstrap binding).
+    pub fn rules_review(&self, user: &crate::auth::UserInfo, namespace: &str) -> Value {
+        let r = self.rbac.read().rules_for(user, namespace);
+        let resource_rules: Vec<Value> = r
+            .resource_rules
+            .iter()
+            .map(|p| {
+                let mut v = json!({"verbs": p.verbs, "apiGroups": p.api_groups.clone().unwrap_or_default(),
+                    "resources": p.resources.clone().unwrap_or_default()});
+                if let Some(n) = p.resource_names.as_ref().filter(|n| !n.is_empty()) {
+                    v["resourceNames"] = json!(n);
+                }
+                v
+            })
+            .collect();
+        let non_resource_rules: Vec<Value> = r
+            .non_resource_rules
+            .iter()
+            .map(|p| json!({"verbs": p.verbs, "nonResourceURLs": p.non_resource_urls.clone().unwrap_or_default()}))
+            .collect();
+        let mut v = json!({
+            "resourceRules": resource_rules,
+            "nonResourceRules": non_resource_rules,
+            "incomplete": r.incomplete,
+        });
+        if !r.evaluation_error.is_empty() {
+            v["evaluationError"] = json!(r.evaluation_error);
+        }
+        v
+    }
+
+    /// Writes the bootstrap RBAC policy (at start, after the store is ready).
+    pub async fn bootstrap_rbac(&self) -> Result<(), crate::rbacsync::RbacSyncError> {
+        crate::rbacsync::reconcile_bootstrap(&self.registry).await
     }
 
     pub fn router(self: &Arc<Self>) -> axum::Router {

@@ -2453,6 +2453,7 @@ fn system_write_options() -> WriteOptions {
         field_manager: "kube-apiserver".into(),
         field_validation: FieldValidation::Strict,
         force: false,
+        user: Default::default(),
     }
 }
 

@@ -54,6 +54,13 @@ pub struct ServerArgs {
     /// Port range reserved for NodePort Services (`30000-32767`, `30000+2767`).
     #[arg(long, default_value = apiserver::services::DEFAULT_NODE_PORT_RANGE)]
     pub service_node_port_range: String,
+    /// Static bearer tokens (upstream CSV: `token,user,uid,"group1,group2"`).
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Admission plugins to switch off, comma-separated (upstream names, e.g.
+    /// `ServiceAccount,PodSecurity`).
+    #[arg(long, value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
     /// YAML file with the same keys as the flags (e.g. `data-dir: /x`).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -282,9 +289,34 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .context("configuring service allocation")?,
     );
     let _ = app.registry.services.set(allocator.clone());
+    if let Some(path) = &args.token_auth_file {
+        let file = apiserver::authn::TokenFile::load(&path.to_string_lossy())
+            .context("loading --token-auth-file")?;
+        let _ = app.bearer.file.set(file);
+    }
+    for p in &args.disable_admission_plugins {
+        if !apiserver::admission::PLUGINS.contains(&p.as_str()) {
+            bail!(
+                "--disable-admission-plugins: unknown plugin {p:?} (known: {})",
+                apiserver::admission::PLUGINS.join(", ")
+            );
+        }
+    }
+    let _ = app
+        .registry
+        .disabled_admission
+        .set(args.disable_admission_plugins.clone());
     bootstrap(&app)
         .await
         .context("creating bootstrap namespaces")?;
+    let rbac_started = std::time::Instant::now();
+    app.bootstrap_rbac()
+        .await
+        .context("reconciling the bootstrap RBAC policy")?;
+    tracing::debug!(
+        elapsed_ms = rbac_started.elapsed().as_millis() as u64,
+        "bootstrap rbac policy reconciled"
+    );
     // Before serving: no create can be half done, so leaked allocations go at once.
     let repaired = allocator
         .repair(true)
@@ -466,6 +498,7 @@ async fn bootstrap(app: &apiserver::server::App) -> anyhow::Result<()> {
         field_manager: "minik8s".into(),
         field_validation: apiserver::registry::FieldValidation::Strict,
         force: false,
+        user: Default::default(),
     };
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
