@@ -142,7 +142,8 @@ impl Registry {
             .is_some_and(|d| d.iter().any(|x| x == name))
     }
 
-    /// Runs the admission plugins for a new object; returns their warnings.
+    /// Runs the admission plugins for a new object, in upstream's order: mutating (in-tree,
+    /// then webhooks), validating (in-tree, then webhooks), then quota; returns warnings.
     pub async fn admit_create(
         &self,
         res: &ResourceInfo,
@@ -152,17 +153,34 @@ impl Registry {
     ) -> ApiResult<Vec<String>> {
         let mut warnings = Vec::new();
         crate::rbacsync::check_escalation(&self.rbac, &opts.user, res, ns, obj)?;
-        if is_core(res, "pods") {
-            let name = meta::name(obj).to_string();
-            let forbidden =
-                |msg: String| ApiError::forbidden(format!("pods \"{name}\" is forbidden: {msg}"));
-            if self.plugin_enabled("LimitRanger") {
-                let ranges = self.list_in(core("limitranges"), ns).await?;
-                if !ranges.is_empty() {
-                    limitranger::default_pod(obj, &ranges);
-                    limitranger::validate_pod(obj, &ranges)
-                        .map_err(|e| forbidden(e.to_string()))?;
-                }
+        let name = meta::name(obj).to_string();
+        crate::nodegraph::admit(
+            self,
+            &self.nodes,
+            &opts.user,
+            crate::nodeauth::Operation::Create,
+            res,
+            "",
+            ns,
+            &name,
+            Some(obj),
+            None,
+        )
+        .await?;
+        let pods = is_core(res, "pods");
+        let forbidden =
+            |msg: String| ApiError::forbidden(format!("pods \"{name}\" is forbidden: {msg}"));
+        let ranges = if (pods || is_core(res, "persistentvolumeclaims"))
+            && self.plugin_enabled("LimitRanger")
+        {
+            self.list_in(core("limitranges"), ns).await?
+        } else {
+            Vec::new()
+        };
+        // Mutating.
+        if pods {
+            if !ranges.is_empty() {
+                limitranger::default_pod(obj, &ranges);
             }
             if self.plugin_enabled("ServiceAccount") {
                 self.admit_service_account(ns, obj).await?;
@@ -173,6 +191,22 @@ impl Registry {
             if self.plugin_enabled("Priority") {
                 self.admit_priority(obj, "spec").await?;
             }
+        }
+        let hook_req = crate::webhooks::Request {
+            res,
+            subresource: "",
+            operation: webhook::Operation::Create,
+            namespace: ns,
+            name: &name,
+            user: &opts.user,
+            dry_run: opts.dry_run,
+        };
+        warnings.extend(self.call_webhooks(&hook_req, Some(obj), None, true).await?);
+        // Validating.
+        if pods {
+            if !ranges.is_empty() {
+                limitranger::validate_pod(obj, &ranges).map_err(|e| forbidden(e.to_string()))?;
+            }
             if self.plugin_enabled("PodSecurity") {
                 let labels = self.namespace_labels(ns).await?;
                 let ev = podsecurity::validate_pod(&labels, obj);
@@ -181,12 +215,10 @@ impl Registry {
                 }
                 warnings.extend(ev.warnings);
             }
-        } else if is_core(res, "persistentvolumeclaims") && self.plugin_enabled("LimitRanger") {
-            let ranges = self.list_in(core("limitranges"), ns).await?;
+        } else if is_core(res, "persistentvolumeclaims") && !ranges.is_empty() {
             limitranger::validate_pvc(obj, &ranges).map_err(|e| {
                 ApiError::forbidden(format!(
-                    "persistentvolumeclaims \"{}\" is forbidden: {e}",
-                    meta::name(obj)
+                    "persistentvolumeclaims \"{name}\" is forbidden: {e}"
                 ))
             })?;
         } else if is_core(res, "namespaces") && self.plugin_enabled("PodSecurity") {
@@ -199,6 +231,10 @@ impl Registry {
             let ev = podsecurity::validate_pod_controller(&labels, res.group, res.plural, obj);
             warnings.extend(ev.warnings);
         }
+        warnings.extend(
+            self.call_webhooks(&hook_req, Some(obj), None, false)
+                .await?,
+        );
         if res.namespaced && !opts.dry_run && self.plugin_enabled("ResourceQuota") {
             self.charge_quota(res, ns, obj, None).await?;
         }
@@ -219,6 +255,20 @@ impl Registry {
         if !deleting {
             crate::rbacsync::check_escalation(&self.rbac, &opts.user, res, ns, new)?;
         }
+        let name = meta::name(new).to_string();
+        let hook_req = crate::webhooks::Request {
+            res,
+            subresource: "",
+            operation: webhook::Operation::Update,
+            namespace: ns,
+            name: &name,
+            user: &opts.user,
+            dry_run: opts.dry_run,
+        };
+        warnings.extend(
+            self.call_webhooks(&hook_req, Some(new), Some(old), true)
+                .await?,
+        );
         let pod_security = self.plugin_enabled("PodSecurity");
         if is_core(res, "pods")
             && pod_security
@@ -241,11 +291,14 @@ impl Registry {
             let ranges = self.list_in(core("limitranges"), ns).await?;
             limitranger::validate_pvc(new, &ranges).map_err(|e| {
                 ApiError::forbidden(format!(
-                    "persistentvolumeclaims \"{}\" is forbidden: {e}",
-                    meta::name(new)
+                    "persistentvolumeclaims \"{name}\" is forbidden: {e}"
                 ))
             })?;
         }
+        warnings.extend(
+            self.call_webhooks(&hook_req, Some(new), Some(old), false)
+                .await?,
+        );
         if res.namespaced && !opts.dry_run && !deleting && self.plugin_enabled("ResourceQuota") {
             self.charge_quota(res, ns, new, Some(old)).await?;
         }

@@ -1289,6 +1289,7 @@ mod tests {
             namespace: ns.into(),
             name: name.into(),
             path: String::new(),
+            field_selector: String::new(),
         }
     }
 
@@ -1795,5 +1796,38 @@ omitManagedFields: true
         assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 1);
         assert_eq!(sink.dropped(), 0);
         assert_eq!(sink.write_errors(), 0);
+    }
+}
+
+/// The audit policy and the sink the API server writes to (`--audit-policy-file`,
+/// `--audit-log-path`).
+pub struct Auditor {
+    pub policy: Policy,
+    pub sink: Box<dyn AuditSink>,
+}
+
+/// What one request's handling learned for its audit event; shared with the handler
+/// through a request extension.
+#[derive(Debug, Default)]
+pub struct AuditRecord {
+    pub user: Option<UserInfo>,
+    /// The authenticated user when the request impersonated someone.
+    pub impersonator: Option<UserInfo>,
+    pub attrs: Option<Attributes>,
+    /// The authorization decision and its reason.
+    pub decision: Option<(bool, String)>,
+    /// The request body, when the handler read one.
+    pub body: Option<bytes::Bytes>,
+}
+
+/// The request extension carrying the record.
+#[derive(Clone, Default)]
+pub struct AuditSlot(pub std::sync::Arc<std::sync::Mutex<AuditRecord>>);
+
+impl AuditSlot {
+    pub fn update(&self, f: impl FnOnce(&mut AuditRecord)) {
+        if let Ok(mut r) = self.0.lock() {
+            f(&mut r);
+        }
     }
 }

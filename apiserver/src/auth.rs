@@ -129,6 +129,9 @@ pub struct Attributes {
     pub name: String,
     /// For non-resource requests.
     pub path: String,
+    /// The request's `fieldSelector` (the node authorizer lets a node list and watch pods
+    /// only with `spec.nodeName=<itself>`).
+    pub field_selector: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -231,6 +231,15 @@ fn impersonate(app: &App, user: UserInfo, headers: &HeaderMap) -> ApiResult<User
     Ok(next)
 }
 
+/// `metadata.name=<x>` (or `==`) as one of a field selector's requirements.
+fn name_from_field_selector(sel: &str) -> Option<String> {
+    sel.split(',').find_map(|req| {
+        let (k, v) = req.split_once("==").or_else(|| req.split_once('='))?;
+        (k.trim() == "metadata.name" && !k.ends_with('!') && valid_segment(v.trim()))
+            .then(|| v.trim().to_string())
+    })
+}
+
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/cacerts"];
 
 fn is_public(path: &str) -> bool {
@@ -263,15 +272,135 @@ fn verb_for(method: &Method, r: &ResourceRoute, q: &HashMap<String, String>) -> 
 }
 
 /// Entry point for every request.
-pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+pub async fn handle(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let start = std::time::Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
+    let audit = app.audit.get().cloned().map(|a| {
+        let slot = crate::audit::AuditSlot::default();
+        req.extensions_mut().insert(slot.clone());
+        let source = req
+            .extensions()
+            .get::<crate::server::PeerAddr>()
+            .map(|p| p.0.ip().to_string());
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (a, slot, source, ua, jiff::Timestamp::now())
+    });
     let resp = match handle_inner(app, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    let resp = match audit {
+        Some((a, slot, source, ua, received)) => {
+            audit_request(&a, &slot, &uri, source, &ua, received, resp).await
+        }
+        None => resp,
+    };
     tracing::debug!(method = %method, uri = %uri, status = resp.status().as_u16(), elapsed_ms = start.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+/// Writes the request's audit event (ResponseComplete; ResponseStarted for watches and
+/// streams, whose end this handler does not see). At RequestResponse level a non-streamed
+/// JSON response is buffered to record it; error Status bodies are read at every level.
+async fn audit_request(
+    auditor: &crate::audit::Auditor,
+    slot: &crate::audit::AuditSlot,
+    uri: &http::Uri,
+    source: Option<String>,
+    user_agent: &str,
+    received: jiff::Timestamp,
+    resp: Response,
+) -> Response {
+    use crate::audit::{Event, Level, RequestInfo, Stage};
+    let record = match slot.0.lock() {
+        Ok(mut r) => std::mem::take(&mut *r),
+        Err(_) => return resp,
+    };
+    let (Some(user), Some(attrs)) = (record.user, record.attrs) else {
+        return resp;
+    };
+    let cfg = auditor
+        .policy
+        .evaluate(record.impersonator.as_ref().unwrap_or(&user), &attrs);
+    if cfg.level == Level::None {
+        return resp;
+    }
+    let audit_id = crate::audit::new_audit_id();
+    let sources: Vec<String> = source.into_iter().collect();
+    let request_uri = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let info = RequestInfo {
+        audit_id: &audit_id,
+        request_uri: &request_uri,
+        source_ips: &sources,
+        user_agent,
+    };
+    let mut ev = match &record.impersonator {
+        Some(real) => {
+            let mut ev = Event::from_request(cfg.level, &info, real, &attrs, received);
+            ev.impersonated_user = Some((&user).into());
+            ev
+        }
+        None => Event::from_request(cfg.level, &info, &user, &attrs, received),
+    };
+    if let Some((allowed, reason)) = &record.decision {
+        ev.annotate_authorization(*allowed, reason);
+    }
+    if let Some(body) = &record.body {
+        if let Ok(obj) = serde_json::from_slice::<Value>(body) {
+            ev.log_request_object(&obj, cfg.omit_managed_fields);
+        }
+    }
+    let code = resp.status().as_u16();
+    ev.set_response_code(code as i32);
+    let long_running = attrs.verb == "watch"
+        || matches!(
+            attrs.subresource.as_str(),
+            "exec" | "attach" | "portforward" | "log"
+        );
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let wants_body = !long_running && json && (code >= 400 || cfg.level >= Level::RequestResponse);
+    let resp = if wants_body {
+        let (parts, body) = resp.into_parts();
+        match axum::body::to_bytes(body, 64 << 20).await {
+            Ok(bytes) => {
+                if let Ok(obj) = serde_json::from_slice::<Value>(&bytes) {
+                    ev.log_response_object(&obj, cfg.omit_managed_fields);
+                    ev.set_response_code(code as i32);
+                }
+                Response::from_parts(parts, Body::from(bytes))
+            }
+            Err(_) => Response::from_parts(parts, Body::empty()),
+        }
+    } else {
+        resp
+    };
+    let now = jiff::Timestamp::now();
+    let mut events = Vec::new();
+    if cfg.should_emit(Stage::RequestReceived) {
+        events.push(ev.at_stage(Stage::RequestReceived, now));
+    }
+    let last = if long_running {
+        Stage::ResponseStarted
+    } else {
+        Stage::ResponseComplete
+    };
+    if cfg.should_emit(last) {
+        events.push(ev.at_stage(last, now));
+    }
+    auditor.sink.write(&events);
     resp
 }
 
@@ -293,20 +422,41 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
     if user.is_anonymous() && !is_public(&path) {
         return Err(ApiError::unauthorized());
     }
+    let slot = req.extensions().get::<crate::audit::AuditSlot>().cloned();
+    let authenticated = user.clone();
     let user = impersonate(&app, user, req.headers())?;
+    if let Some(slot) = &slot {
+        slot.update(|r| {
+            if user != authenticated {
+                r.impersonator = Some(authenticated.clone());
+            }
+            r.user = Some(user.clone());
+        });
+    }
     // Authorization.
     let attrs = match &route {
-        Route::Resource(r) => Attributes {
-            verb: verb_for(req.method(), r, &q).to_string(),
-            resource_request: true,
-            api_group: r.res.group.to_string(),
-            api_version: r.res.version.to_string(),
-            resource: r.res.plural.to_string(),
-            subresource: r.subresource.clone().unwrap_or_default(),
-            namespace: r.namespace.clone().unwrap_or_default(),
-            name: r.name.clone().unwrap_or_default(),
-            path: path.clone(),
-        },
+        Route::Resource(r) => {
+            let verb = verb_for(req.method(), r, &q);
+            let field_selector = q.get("fieldSelector").cloned().unwrap_or_default();
+            // As upstream's request info: a list or watch of one name by field selector
+            // is authorized as a request for that name.
+            let name = match (&r.name, verb) {
+                (None, "list" | "watch") => name_from_field_selector(&field_selector),
+                _ => r.name.clone(),
+            };
+            Attributes {
+                verb: verb.to_string(),
+                resource_request: true,
+                api_group: r.res.group.to_string(),
+                api_version: r.res.version.to_string(),
+                resource: r.res.plural.to_string(),
+                subresource: r.subresource.clone().unwrap_or_default(),
+                namespace: r.namespace.clone().unwrap_or_default(),
+                name: name.unwrap_or_default(),
+                path: path.clone(),
+                field_selector,
+            }
+        }
         Route::Metrics(m) => m.attributes(req.method(), &q, &path),
         Route::Review { res, namespace } => Attributes {
             verb: "create".into(),
@@ -324,8 +474,16 @@ async fn handle_inner(app: Arc<App>, req: Request) -> ApiResult<Response> {
             ..Default::default()
         },
     };
+    if let Some(slot) = &slot {
+        slot.update(|r| r.attrs = Some(attrs.clone()));
+    }
     if !user.is_anonymous() {
-        if let Decision::Deny(reason) = app.authz.authorize(&user, &attrs) {
+        let decision = app.authz.authorize(&user, &attrs);
+        if let Some(slot) = &slot {
+            let allowed = decision == Decision::Allow;
+            slot.update(|r| r.decision = Some((allowed, String::new())));
+        }
+        if let Decision::Deny(reason) = decision {
             return Err(ApiError::forbidden(auth::forbidden_message(
                 &user, &attrs, &reason,
             )));
@@ -620,6 +778,7 @@ fn with_type_meta(res: &ResourceInfo, mut obj: Value) -> Value {
 /// Reads the request body, enforcing the size limit.
 async fn read_body(req: Request) -> ApiResult<(HeaderMap, Bytes)> {
     let (parts, body) = req.into_parts();
+    let slot = parts.extensions.get::<crate::audit::AuditSlot>().cloned();
     if parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -632,6 +791,10 @@ async fn read_body(req: Request) -> ApiResult<(HeaderMap, Bytes)> {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::too_large())?;
+    if let Some(slot) = slot {
+        let b = bytes.clone();
+        slot.update(|r| r.body = Some(b));
+    }
     Ok((parts.headers, bytes))
 }
 
@@ -1048,6 +1211,19 @@ async fn resource(
         ("create", Some(Subresource::Eviction), Some(name)) => {
             let (h, body) = read_body(req).await?;
             let b = decode_object(&content_type(&h), &body)?;
+            crate::nodegraph::admit(
+                &reg,
+                &reg.nodes,
+                user,
+                crate::nodeauth::Operation::Create,
+                res,
+                "eviction",
+                &ns,
+                &name,
+                Some(&b),
+                None,
+            )
+            .await?;
             let st = reg.evict(&ns, &name, &b).await?;
             Ok(json_response(StatusCode::CREATED, &st, &[]))
         }
@@ -1059,6 +1235,19 @@ async fn resource(
             };
             let (h, body) = read_body(req).await?;
             let b = decode_object(&content_type(&h), &body)?;
+            crate::nodegraph::admit(
+                &reg,
+                &reg.nodes,
+                user,
+                crate::nodeauth::Operation::Create,
+                res,
+                "token",
+                &ns,
+                &name,
+                Some(&b),
+                None,
+            )
+            .await?;
             let tr =
                 crate::tokens::create_token(&reg, &signer, &ns, &name, &b, jiff::Timestamp::now())
                     .await?;
@@ -1137,6 +1326,7 @@ async fn resource(
         }
         ("delete", None, Some(name)) => {
             let mut opts = delete_options(&q)?;
+            opts.user = user.clone();
             let (h, body) = read_body(req).await?;
             if !body.is_empty() {
                 let v = decode_object(&content_type(&h), &body)?;
@@ -1152,6 +1342,7 @@ async fn resource(
         }
         ("deletecollection", None, None) => {
             let mut opts = delete_options(&q)?;
+            opts.user = user.clone();
             let (h, body) = read_body(req).await?;
             if !body.is_empty() {
                 let v = decode_object(&content_type(&h), &body)?;

@@ -220,6 +220,7 @@ impl MetricsRoute {
             namespace: self.namespace.clone().unwrap_or_default(),
             name: self.name.clone().unwrap_or_default(),
             path: path.to_string(),
+            field_selector: q.get("fieldSelector").cloned().unwrap_or_default(),
         }
     }
 }

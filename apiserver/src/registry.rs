@@ -98,6 +98,10 @@ pub struct Registry {
     pub disabled_admission: std::sync::OnceLock<Vec<String>>,
     /// The RBAC index, for the privilege-escalation checks on RBAC writes.
     pub rbac: crate::rbac::SharedRbacIndex,
+    /// Pods and volumes by node, for NodeRestriction.
+    pub nodes: crate::nodegraph::SharedGraph,
+    /// Dynamic admission webhooks (unset: none are called).
+    pub webhooks: std::sync::OnceLock<Arc<crate::webhooks::Webhooks>>,
 }
 
 /// What an update-style operation produced.
@@ -552,6 +556,23 @@ impl Registry {
                 });
             }
             let mut warnings = warnings;
+            crate::nodegraph::admit(
+                self,
+                &self.nodes,
+                &opts.user,
+                crate::nodeauth::Operation::Update,
+                res,
+                if sub == Some(Subresource::Status) {
+                    "status"
+                } else {
+                    ""
+                },
+                ns,
+                name,
+                Some(&new),
+                Some(&old),
+            )
+            .await?;
             if sub.is_none() {
                 warnings.extend(self.admit_update(res, ns, &old, &mut new, opts).await?);
             }
@@ -764,6 +785,32 @@ impl Registry {
                 return Err(ApiError::not_found(&res.qualified_name(), name));
             };
             let mut obj = decode(res, &kv)?;
+            crate::nodegraph::admit(
+                self,
+                &self.nodes,
+                &opts.user,
+                crate::nodeauth::Operation::Delete,
+                res,
+                "",
+                ns,
+                name,
+                None,
+                Some(&obj),
+            )
+            .await?;
+            if !opts.user.name.is_empty() {
+                let hook_req = crate::webhooks::Request {
+                    res,
+                    subresource: "",
+                    operation: crate::admission::webhook::Operation::Delete,
+                    namespace: ns,
+                    name,
+                    user: &opts.user,
+                    dry_run: opts.dry_run,
+                };
+                self.call_webhooks(&hook_req, None, Some(&obj), false)
+                    .await?;
+            }
             if let Some(uid) = &opts.precondition_uid {
                 let have = meta::meta_str(&obj, "uid").unwrap_or("");
                 if have != uid {
@@ -908,6 +955,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub dry_run: bool,
+    /// Who deletes (NodeRestriction reads it); empty for the server's own deletes.
+    pub user: crate::auth::UserInfo,
 }
 
 impl DeleteOptions {

@@ -2,8 +2,8 @@
 //! hooks into the k8s-openapi type (JSON schema, typed decoding). Pure data, no IO.
 
 use k8s_openapi::api::{
-    apps, authentication, authorization, batch, coordination, core, discovery, events, policy,
-    rbac, scheduling,
+    admissionregistration, apps, authentication, authorization, batch, coordination, core,
+    discovery, events, policy, rbac, scheduling,
 };
 use serde_json::Value;
 use std::any::TypeId;
@@ -171,6 +171,16 @@ pub fn all() -> &'static [ResourceInfo] {
             info::<rbac::v1::RoleBinding>(NONE, NONE, &[]),
             info::<rbac::v1::Role>(NONE, NONE, &[]),
             info::<scheduling::v1::PriorityClass>(&["pc"], NONE, &[]),
+            info::<admissionregistration::v1::MutatingWebhookConfiguration>(
+                NONE,
+                &["api-extensions"],
+                &[],
+            ),
+            info::<admissionregistration::v1::ValidatingWebhookConfiguration>(
+                NONE,
+                &["api-extensions"],
+                &[],
+            ),
         ]
     })
 }

@@ -73,6 +73,7 @@ pub fn attributes_from_spec(res: &ResourceInfo, spec: &Value) -> ApiResult<Attri
             namespace: str_of(r, "namespace").to_string(),
             name: str_of(r, "name").to_string(),
             path: String::new(),
+            field_selector: String::new(),
         }),
         (None, Some(n)) => Ok(Attributes {
             verb: str_of(n, "verb").to_string(),

@@ -3,8 +3,7 @@
 //! and the shared application state behind every request.
 
 use crate::auth::{
-    AuthorizerChain, JoinAuthorizer, MastersAuthorizer, NodesAuthorizer, PeerCertificate,
-    TokenAuthenticator,
+    AuthorizerChain, JoinAuthorizer, MastersAuthorizer, PeerCertificate, TokenAuthenticator,
 };
 use crate::openapi::OpenApi;
 use crate::pki::Pki;
@@ -35,6 +34,10 @@ pub enum ServerError {
     Tls(String),
 }
 
+/// The client's address, attached to each request of the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// State shared by all requests.
 pub struct App {
     pub registry: Arc<Registry>,
@@ -54,6 +57,8 @@ pub struct App {
     /// Signs service account tokens (`serviceaccounts/token`); unset, that subresource is
     /// not served.
     pub sa_signer: std::sync::OnceLock<Arc<crate::tokens::ServiceAccountSigner>>,
+    /// The audit log (`--audit-log-path`); unset, nothing is audited.
+    pub audit: std::sync::OnceLock<Arc<crate::audit::Auditor>>,
 }
 
 impl App {
@@ -61,6 +66,7 @@ impl App {
         let openapi = Arc::new(OpenApi::new());
         let oa = openapi.clone();
         let rbac = crate::rbac::SharedRbacIndex::default();
+        let graph = crate::nodegraph::SharedGraph::default();
         let registry = Arc::new(Registry {
             namespaces: crate::nscache::NamespaceCache::start(store.clone()),
             store,
@@ -71,7 +77,10 @@ impl App {
             services: std::sync::OnceLock::new(),
             disabled_admission: std::sync::OnceLock::new(),
             rbac: rbac.clone(),
+            nodes: graph.clone(),
+            webhooks: std::sync::OnceLock::new(),
         });
+        crate::nodegraph::start(registry.store.clone(), graph.clone());
         let aggregate = crate::rbacsync::start_aggregation(registry.clone(), rbac.clone());
         crate::rbacsync::start(registry.store.clone(), rbac.clone(), aggregate);
         Arc::new(App {
@@ -82,7 +91,7 @@ impl App {
             )),
             authz: AuthorizerChain(vec![
                 Box::new(MastersAuthorizer),
-                Box::new(NodesAuthorizer),
+                Box::new(crate::nodegraph::NodeAuthorizer::new(graph, rbac.clone())),
                 Box::new(rbac.clone()),
                 Box::new(JoinAuthorizer),
             ]),
@@ -103,6 +112,7 @@ impl App {
             kubelet_client: std::sync::OnceLock::new(),
             metrics: crate::metrics::MetricsApi::default(),
             sa_signer: std::sync::OnceLock::new(),
+            audit: std::sync::OnceLock::new(),
         })
     }
 
@@ -222,9 +232,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, pki: &Pki) -> Result<()
                 .and_then(|c| c.first())
                 .map(|c| c.as_ref().to_vec());
             let peer_cert = PeerCertificate(cert);
+            let peer_addr = PeerAddr(peer);
             let svc =
                 hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(peer_cert.clone());
+                    req.extensions_mut().insert(peer_addr);
                     router.clone().oneshot(req.map(axum::body::Body::new))
                 });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -24,14 +24,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane (API server over the embedded store or etcd) and a node agent.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run a node agent (kubelet) that joins a server.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Run the service proxy alone (as kube-proxy), against a kubeconfig.
     Proxy(proxy::ProxyCommandArgs),
     /// Offline base images.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Encryption of Secrets at rest.
+    #[command(subcommand)]
+    SecretsEncrypt(SecretsEncryptCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretsEncryptCommand {
+    /// Put a new key first in DATA/server/cred/encryption-config.json (run with the
+    /// server stopped; its next start re-encrypts every Secret).
+    Rotate {
+        #[arg(long, default_value = "/var/lib/minik8s")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -84,19 +97,22 @@ fn main() -> anyhow::Result<()> {
             init_logging(args.verbosity);
             let rt = runtime()?;
             rt.spawn(trim_heap_periodically());
-            rt.block_on(server::run(args))
+            rt.block_on(server::run(*args))
         }
         Command::Agent(args) => {
             init_logging(args.verbosity);
             let rt = runtime()?;
             rt.spawn(trim_heap_periodically());
-            rt.block_on(agent::run(args))
+            rt.block_on(agent::run(*args))
         }
         Command::Proxy(args) => {
             init_logging(args.verbosity);
             runtime()?.block_on(proxy::run_command(args))
         }
         Command::Images(ImagesCommand::Build(args)) => agent::images_build(args),
+        Command::SecretsEncrypt(SecretsEncryptCommand::Rotate { data_dir }) => {
+            server::rotate_encryption_key(&data_dir)
+        }
     }
 }
 

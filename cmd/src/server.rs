@@ -54,6 +54,28 @@ pub struct ServerArgs {
     /// Port range reserved for NodePort Services (`30000-32767`, `30000+2767`).
     #[arg(long, default_value = apiserver::services::DEFAULT_NODE_PORT_RANGE)]
     pub service_node_port_range: String,
+    /// Encrypt Secrets at rest with a generated AES-CBC key (k3s's flag; the config is kept
+    /// in DATA/server/cred/encryption-config.json).
+    #[arg(long)]
+    pub secrets_encryption: bool,
+    /// An upstream EncryptionConfiguration file (overrides `--secrets-encryption`'s file).
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
+    /// Audit log file (`-` for stdout); needs `--audit-policy-file`.
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+    /// Upstream audit Policy (audit.k8s.io/v1) deciding what is logged at which level.
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Rotate the audit log at this many MiB (0: 100).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+    /// Rotated audit logs kept (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+    /// Days rotated audit logs are kept (0: forever).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxage: u64,
     /// Static bearer tokens (upstream CSV: `token,user,uid,"group1,group2"`).
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
@@ -259,6 +281,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 format!("connecting to etcd at {}", args.datastore_endpoint)
             }
         })?;
+    let backend = match encryption_config(&args, &server_dir)? {
+        None => backend,
+        Some(path) => {
+            let text =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let transformers = apiserver::encryption::Transformers::load(&text)
+                .with_context(|| format!("loading encryption configuration {}", path.display()))?;
+            let enc = Arc::new(apiserver::encstore::EncryptedBackend::new(
+                backend,
+                transformers,
+            ));
+            let rewritten = enc
+                .reencrypt_stale()
+                .await
+                .context("re-encrypting stored values with the current key")?;
+            tracing::info!(
+                config = %path.display(),
+                resources = ?enc.covered(),
+                rewritten,
+                "encryption at rest enabled"
+            );
+            enc
+        }
+    };
     let backend: Arc<dyn store::Backend> = store::cache::WatchCache::new(backend);
 
     let advertise = args
@@ -289,6 +335,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .context("configuring service allocation")?,
     );
     let _ = app.registry.services.set(allocator.clone());
+    match (&args.audit_log_path, &args.audit_policy_file) {
+        (Some(log), Some(policy)) => {
+            let text =
+                std::fs::read(policy).with_context(|| format!("reading {}", policy.display()))?;
+            let policy = apiserver::audit::Policy::parse(&text)
+                .with_context(|| format!("loading audit policy {}", policy.display()))?;
+            let mut opts = apiserver::audit::LogOptions::new(log);
+            opts.max_size_mib = args.audit_log_maxsize;
+            opts.max_backups = args.audit_log_maxbackup;
+            opts.max_age_days = args.audit_log_maxage;
+            let sink = apiserver::audit::FileSink::new(opts)
+                .with_context(|| format!("opening audit log {}", log.display()))?;
+            let _ = app.audit.set(Arc::new(apiserver::audit::Auditor {
+                policy,
+                sink: Box::new(sink),
+            }));
+        }
+        (Some(_), None) => {
+            tracing::warn!("--audit-log-path without --audit-policy-file: no events are recorded")
+        }
+        _ => {}
+    }
     if let Some(path) = &args.token_auth_file {
         let file = apiserver::authn::TokenFile::load(&path.to_string_lossy())
             .context("loading --token-auth-file")?;
@@ -339,6 +407,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .clone()
             .run_repair(apiserver::services::REPAIR_INTERVAL),
     );
+    tokio::spawn(apiserver::quotactl::run(
+        app.registry.clone(),
+        apiserver::quotactl::RESYNC,
+    ));
     tokio::spawn(apiserver::services::run_system_services(
         app.registry.clone(),
         system_services,
@@ -368,6 +440,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     eprintln!("kubeconfig written to {}", kubeconfig.display());
 
     let _ = app.pki.set(Arc::new(pki.clone()));
+    let _ = app
+        .registry
+        .webhooks
+        .set(apiserver::webhooks::Webhooks::start(
+            app.registry.store.clone(),
+            Box::new(apiserver::admission::webhook::HttpsTransport::new(
+                pki.ca_cert_pem.as_bytes(),
+            )),
+        ));
     let signer = apiserver::tokens::ServiceAccountSigner::load_or_create(&server_dir.join("tls"))
         .context("setting up the service account signing key")?;
     let _ = app.sa_signer.set(Arc::new(signer));
@@ -488,6 +569,48 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// Where the encryption configuration is: `--encryption-provider-config`, or with
+/// `--secrets-encryption` DATA/server/cred/encryption-config.json, written on first use.
+pub fn encryption_config(
+    args: &ServerArgs,
+    server_dir: &std::path::Path,
+) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(p) = &args.encryption_provider_config {
+        return Ok(Some(p.clone()));
+    }
+    if !args.secrets_encryption {
+        return Ok(None);
+    }
+    let path = server_dir.join("cred/encryption-config.json");
+    if !path.exists() {
+        let text = apiserver::encryption::generate_config(&mut rand::rng());
+        pki::write_file(&path, &text, 0o600)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(Some(path))
+}
+
+/// `minik8s secrets-encrypt rotate`: puts a new AES-CBC key first in the server's
+/// encryption configuration; the old keys stay readable, and the next server start
+/// rewrites every Secret with the new key.
+pub fn rotate_encryption_key(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = data_dir.join("server/cred/encryption-config.json");
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let rotated = apiserver::encryption::rotate_text(&text, &mut rand::rng(), now)
+        .context("rotating the encryption key")?;
+    pki::write_file(&path, &rotated, 0o600)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "new key written to {}; restart the server to re-encrypt all Secrets with it",
+        path.display()
+    );
+    Ok(())
 }
 
 /// Creates the namespaces every cluster has.

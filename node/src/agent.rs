@@ -34,6 +34,8 @@ pub enum AgentError {
     Kubelet(String),
     #[error("pod network settings: {0}")]
     Network(String),
+    #[error("node settings: {0}")]
+    NodeConfig(#[from] crate::nodestatus::NodeConfigError),
 }
 
 /// Everything `minik8s agent` (or the server's own agent) is configured with.
@@ -93,6 +95,8 @@ pub async fn run_with(
     components: Vec<NodeComponent>,
 ) -> Result<(), AgentError> {
     let started = std::time::Instant::now();
+    // As upstream's kubelet, refuse to start with labels a node may not set on itself.
+    nodestatus::validate_node_labels(&cfg.node.labels)?;
     let agent_dir = cfg.agent_dir();
     std::fs::create_dir_all(&agent_dir).map_err(|source| AgentError::Dir {
         path: agent_dir.clone(),
@@ -258,7 +262,10 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Creates the Node, or brings an existing one's labels and taints up to date.
+/// Creates the Node. When it already exists, as upstream's kubelet
+/// (`tryRegisterWithAPIServer`), only the default labels are brought up to date
+/// ([`nodestatus::reconcile_default_labels`]); user labels, annotations and taints of an
+/// existing Node are never changed by its kubelet.
 async fn register(client: &kube::Client, cfg: &NodeConfig) -> Result<(), AgentError> {
     let api: Api<Node> = Api::all(client.clone());
     let node = nodestatus::new_node(cfg);
@@ -267,16 +274,13 @@ async fn register(client: &kube::Client, cfg: &NodeConfig) -> Result<(), AgentEr
         message: e.to_string(),
     };
     for attempt in 0..60 {
-        match api.create(&PostParams::default(), &node).await {
+        let r = match api.create(&PostParams::default(), &node).await {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                let patch = json!({"metadata": {"labels": node.metadata.labels},
-                    "spec": {"taints": node.spec.as_ref().and_then(|s| s.taints.clone())}});
-                api.patch(&cfg.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(err)?;
-                return Ok(());
-            }
+            Err(kube::Error::Api(s)) if s.code == 409 => reconcile_existing(&api, &node).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => return Ok(()),
             Err(e) if attempt < 59 => {
                 tracing::warn!(error = %e, "registering node, retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -284,6 +288,33 @@ async fn register(client: &kube::Client, cfg: &NodeConfig) -> Result<(), AgentEr
             Err(e) => return Err(err(e)),
         }
     }
+    Ok(())
+}
+
+/// The re-registration half of [`register`]: reads the existing Node and patches the
+/// default labels that differ (nothing when they all match).
+async fn reconcile_existing(api: &Api<Node>, initial: &Node) -> Result<(), kube::Error> {
+    let name = initial.metadata.name.as_deref().unwrap_or("");
+    let existing = api.get(name).await?;
+    tracing::info!(node = %name, "node was previously registered");
+    let changes = nodestatus::reconcile_default_labels(
+        initial
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap_or(&Default::default()),
+        existing
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap_or(&Default::default()),
+    );
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"labels": changes}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
@@ -405,8 +436,10 @@ async fn status_loop(
                 }
             })
             .collect();
+        // The Node itself, not its status subresource: a node may get only its own Node
+        // object (the Node authorizer gives no `get` on nodes/status).
         let old = api
-            .get_status(&cfg.node.name)
+            .get(&cfg.node.name)
             .await
             .ok()
             .and_then(|n| n.status)

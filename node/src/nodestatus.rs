@@ -2,6 +2,12 @@
 //! machine, allocatable after reservations and hard eviction thresholds, the four node
 //! conditions, nodeInfo, images, labels and taints. Machine facts come through
 //! [`MachineInfo`] so the object is built by pure functions.
+//!
+//! Under the Node authorizer and NodeRestriction a kubelet may only set its own labels
+//! (upstream `kubeletapis.IsKubeletLabel`): [`validate_node_labels`] refuses other
+//! `kubernetes.io` / `k8s.io` labels as upstream's kubelet flag validation does,
+//! [`role_labels`] are the labels someone with admin credentials sets instead, and
+//! [`reconcile_default_labels`] is what a re-registering kubelet may change on its Node.
 
 use k8s_openapi::api::core::v1::{
     ContainerImage, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
@@ -23,6 +29,94 @@ pub enum NodeConfigError {
         value: String,
         reason: String,
     },
+    /// Upstream's `ValidateKubeletFlags` text; `labels` sorted.
+    #[error(
+        "unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: [{}]\n--node-labels in the 'kubernetes.io' namespace must begin with an allowed prefix ({}) or be in the specifically allowed set ({})",
+        .labels.join(" "),
+        KUBELET_LABEL_NAMESPACES.join(", "),
+        KUBELET_LABELS.join(", ")
+    )]
+    UnknownLabels { labels: Vec<String> },
+}
+
+/// Label keys a kubelet may set on its own Node (upstream `KubeletLabels()`, sorted).
+pub const KUBELET_LABELS: &[&str] = &[
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/instance-type",
+    "beta.kubernetes.io/os",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "kubernetes.io/arch",
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+];
+
+/// Label key namespaces a kubelet may set (upstream `KubeletLabelNamespaces()`, sorted).
+pub const KUBELET_LABEL_NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+
+/// The control-plane role labels of a server's node. A node may not set them on itself
+/// (NodeRestriction), so the server sets them with its own credentials: see [`role_labels`].
+pub const CONTROL_PLANE_ROLE_LABELS: &[(&str, &str)] = &[
+    ("node-role.kubernetes.io/control-plane", "true"),
+    ("node-role.kubernetes.io/master", "true"),
+];
+
+/// The labels upstream's kubelet reconciles on an existing Node when it registers again
+/// (`updateDefaultLabels`).
+const DEFAULT_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "node.kubernetes.io/instance-type",
+    "beta.kubernetes.io/instance-type",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "node.kubernetes.io/windows-build",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+];
+
+fn label_namespace(key: &str) -> &str {
+    key.split_once('/').map(|(ns, _)| ns).unwrap_or("")
+}
+
+fn in_label_namespace(ns: &str, base: &str) -> bool {
+    ns == base || ns.strip_suffix(base).is_some_and(|p| p.ends_with('.'))
+}
+
+/// Whether a kubelet may set this label on its own Node (upstream `IsKubeletLabel`).
+pub fn is_kubelet_label(key: &str) -> bool {
+    KUBELET_LABELS.contains(&key)
+        || KUBELET_LABEL_NAMESPACES
+            .iter()
+            .any(|base| in_label_namespace(label_namespace(key), base))
+}
+
+/// A label in the `kubernetes.io` or `k8s.io` namespaces (upstream `isKubernetesLabel`).
+pub fn is_kubernetes_label(key: &str) -> bool {
+    let ns = label_namespace(key);
+    in_label_namespace(ns, "kubernetes.io") || in_label_namespace(ns, "k8s.io")
+}
+
+/// Upstream's kubelet flag check on `--node-labels`: labels in the `kubernetes.io` /
+/// `k8s.io` namespaces (which includes `node-restriction.kubernetes.io/` and
+/// `node-role.kubernetes.io/`) must be kubelet labels, else the kubelet refuses to start.
+pub fn validate_node_labels(labels: &BTreeMap<String, String>) -> Result<(), NodeConfigError> {
+    let unknown: Vec<String> = labels
+        .keys()
+        .filter(|k| is_kubernetes_label(k) && !is_kubelet_label(k))
+        .cloned()
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(NodeConfigError::UnknownLabels { labels: unknown })
+    }
 }
 
 /// Facts about the machine, read once per status update.
@@ -234,7 +328,9 @@ pub struct NodeConfig {
     pub kube_reserved: BTreeMap<String, String>,
     pub system_reserved: BTreeMap<String, String>,
     pub eviction_hard: BTreeMap<String, Threshold>,
-    /// Adds the control-plane role labels (the server's own agent).
+    /// The server's own agent. The agent itself does not label its Node with the
+    /// control-plane roles (a node may not, under NodeRestriction); [`role_labels`] gives
+    /// the labels the server sets with its own credentials once the Node is registered.
     pub control_plane: bool,
 }
 
@@ -322,15 +418,46 @@ pub fn node_labels(cfg: &NodeConfig) -> BTreeMap<String, String> {
         ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
         ("beta.kubernetes.io/arch".to_string(), arch.to_string()),
     ]);
-    if cfg.control_plane {
-        l.insert(
-            "node-role.kubernetes.io/control-plane".into(),
-            "true".into(),
-        );
-        l.insert("node-role.kubernetes.io/master".into(), "true".into());
-    }
     l.extend(cfg.labels.clone());
     l
+}
+
+/// The labels of this node that only an administrator may set (the control-plane roles of
+/// a server's node); empty for other agents.
+pub fn role_labels(cfg: &NodeConfig) -> BTreeMap<String, String> {
+    if !cfg.control_plane {
+        return BTreeMap::new();
+    }
+    CONTROL_PLANE_ROLE_LABELS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What a kubelet changes on its existing Node when it registers again (upstream
+/// `tryRegisterWithAPIServer` -> `updateDefaultLabels`): only the default labels the new
+/// registration carries, set to their new values (`Some`) or removed when the new value is
+/// empty (`None`). Other labels, annotations and taints are left alone. Returns the label
+/// changes for a merge patch; empty when nothing needs updating.
+pub fn reconcile_default_labels(
+    initial: &BTreeMap<String, String>,
+    existing: &BTreeMap<String, String>,
+) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for key in DEFAULT_LABELS {
+        let Some(want) = initial.get(*key) else {
+            continue;
+        };
+        let have = existing.get(*key);
+        if want.is_empty() {
+            if have.is_some() {
+                out.insert(key.to_string(), None);
+            }
+        } else if have != Some(want) {
+            out.insert(key.to_string(), Some(want.clone()));
+        }
+    }
+    out
 }
 
 /// Pressure and readiness as the kubelet sees them.
@@ -642,7 +769,7 @@ mod tests {
     }
 
     #[test]
-    fn labels_include_roles_for_servers() {
+    fn registered_labels_are_kubelet_labels_and_roles_are_left_to_the_server() {
         let cfg = NodeConfig {
             name: "s".into(),
             control_plane: true,
@@ -651,7 +778,125 @@ mod tests {
         };
         let l = node_labels(&cfg);
         assert_eq!(l["kubernetes.io/hostname"], "s");
-        assert_eq!(l["node-role.kubernetes.io/control-plane"], "true");
         assert_eq!(l["a"], "b");
+        assert!(!l.contains_key("node-role.kubernetes.io/control-plane"));
+        assert!(!l.contains_key("node-role.kubernetes.io/master"));
+        // Everything the agent sets is allowed by NodeRestriction.
+        assert!(l
+            .keys()
+            .all(|k| !is_kubernetes_label(k) || is_kubelet_label(k)));
+        let roles = role_labels(&cfg);
+        assert_eq!(roles.len(), 2);
+        assert_eq!(roles["node-role.kubernetes.io/control-plane"], "true");
+        assert_eq!(roles["node-role.kubernetes.io/master"], "true");
+        let agent = NodeConfig {
+            control_plane: false,
+            ..cfg
+        };
+        assert!(role_labels(&agent).is_empty());
+    }
+
+    #[test]
+    fn kubelet_label_rules() {
+        for ok in [
+            "kubernetes.io/hostname",
+            "beta.kubernetes.io/os",
+            "node.kubernetes.io/instance-type",
+            "node.kubernetes.io/anything",
+            "kubelet.kubernetes.io/x",
+            "foo.kubelet.kubernetes.io/x",
+            "sub.node.kubernetes.io/x",
+        ] {
+            assert!(is_kubelet_label(ok), "{ok}");
+        }
+        for bad in [
+            "node-role.kubernetes.io/control-plane",
+            "node-restriction.kubernetes.io/x",
+            "kubernetes.io/foo",
+            "xnode.kubernetes.io/x",
+            "example.com/x",
+            "plain",
+        ] {
+            assert!(!is_kubelet_label(bad), "{bad}");
+        }
+        assert!(is_kubernetes_label("foo.k8s.io/x"));
+        assert!(is_kubernetes_label("k8s.io/x"));
+        assert!(!is_kubernetes_label("notk8s.io/x"));
+        assert!(!is_kubernetes_label("example.com/x"));
+    }
+
+    #[test]
+    fn node_label_flags_outside_the_kubelet_set_are_refused() {
+        let labels = |ks: &[&str]| -> BTreeMap<String, String> {
+            ks.iter()
+                .map(|k| (k.to_string(), "v".to_string()))
+                .collect()
+        };
+        assert!(validate_node_labels(&labels(&[
+            "example.com/team",
+            "plain",
+            "node.kubernetes.io/pool",
+            "topology.kubernetes.io/zone",
+        ]))
+        .is_ok());
+        let e = validate_node_labels(&labels(&[
+            "node-role.kubernetes.io/worker",
+            "node-restriction.kubernetes.io/secure",
+            "example.com/ok",
+            "foo.k8s.io/x",
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: \
+             [foo.k8s.io/x node-restriction.kubernetes.io/secure node-role.kubernetes.io/worker]\n\
+             --node-labels in the 'kubernetes.io' namespace must begin with an allowed prefix \
+             (kubelet.kubernetes.io, node.kubernetes.io) or be in the specifically allowed set \
+             (beta.kubernetes.io/arch, beta.kubernetes.io/instance-type, beta.kubernetes.io/os, \
+             failure-domain.beta.kubernetes.io/region, failure-domain.beta.kubernetes.io/zone, \
+             kubernetes.io/arch, kubernetes.io/hostname, kubernetes.io/os, \
+             node.kubernetes.io/instance-type, topology.kubernetes.io/region, \
+             topology.kubernetes.io/zone)"
+        );
+    }
+
+    #[test]
+    fn re_registration_reconciles_only_default_labels() {
+        let m = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let initial = m(&[
+            ("kubernetes.io/hostname", "n1"),
+            ("kubernetes.io/arch", "amd64"),
+            ("kubernetes.io/os", "linux"),
+            ("topology.kubernetes.io/zone", ""),
+            ("team", "new"),
+        ]);
+        let existing = m(&[
+            ("kubernetes.io/hostname", "old"),
+            ("kubernetes.io/arch", "amd64"),
+            ("topology.kubernetes.io/zone", "z1"),
+            ("topology.kubernetes.io/region", "r1"),
+            ("team", "old"),
+            ("node-role.kubernetes.io/control-plane", "true"),
+        ]);
+        let changes = reconcile_default_labels(&initial, &existing);
+        assert_eq!(
+            changes,
+            BTreeMap::from([
+                ("kubernetes.io/hostname".to_string(), Some("n1".to_string())),
+                ("kubernetes.io/os".to_string(), Some("linux".to_string())),
+                ("topology.kubernetes.io/zone".to_string(), None),
+            ])
+        );
+        // Up to date: nothing to patch.
+        let same = m(&[
+            ("kubernetes.io/hostname", "n1"),
+            ("kubernetes.io/arch", "amd64"),
+            ("kubernetes.io/os", "linux"),
+        ]);
+        assert!(reconcile_default_labels(&initial, &same).is_empty());
     }
 }

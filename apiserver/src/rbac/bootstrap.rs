@@ -1685,11 +1685,17 @@ pub fn role_bindings() -> Vec<RoleBinding> {
 // minik8s
 // ---------------------------------------------------------------------------------------------
 
-/// ClusterRoles minik8s adds: `system:coredns` (what CoreDNS's own manifest grants) and
+/// ClusterRoles minik8s adds: `minik8s:node-network` (every node reads all Nodes for the
+/// pod-network routes, as flannel's own role allows), `system:coredns` (what CoreDNS's own
+/// manifest grants) and
 /// `minik8s:servicelb` (the built-in service load balancer, which k3s runs as its own
 /// controller: it publishes node addresses in LoadBalancer Services' status).
 pub fn minik8s_cluster_roles() -> Vec<ClusterRole> {
     vec![
+        cluster_role(
+            "minik8s:node-network",
+            vec![rule(READ).groups(&[LEGACY]).resources(&["nodes"]).rule()],
+        ),
         cluster_role(
             "minik8s:servicelb",
             vec![
@@ -1732,6 +1738,11 @@ pub fn minik8s_cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "minik8s:servicelb",
             "minik8s:servicelb",
             vec![user(KUBE_CONTROLLER_MANAGER_USER)],
+        ),
+        named_cluster_binding(
+            "minik8s:node-network",
+            "minik8s:node-network",
+            vec![group("system:nodes")],
         ),
         named_cluster_binding(
             "minik8s:node-proxier",

@@ -732,6 +732,7 @@ pub fn escalate_attributes(
         namespace: namespace.into(),
         name: name.into(),
         path: String::new(),
+        field_selector: String::new(),
     }
 }
 
@@ -754,6 +755,7 @@ pub fn bind_attributes(role_ref: &RoleRef, binding_namespace: &str) -> Option<At
         namespace: binding_namespace.into(),
         name: role_ref.name.clone(),
         path: String::new(),
+        field_selector: String::new(),
     })
 }
 
@@ -825,6 +827,7 @@ mod tests {
             namespace: ns.into(),
             name: name.into(),
             path: String::new(),
+            field_selector: String::new(),
         }
     }
 

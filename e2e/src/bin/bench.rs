@@ -12,6 +12,9 @@
 #[path = "../benchnet.rs"]
 mod net;
 
+#[path = "../benchauth.rs"]
+mod auth;
+
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use e2e::cluster::{Cluster, ClusterOpts};
@@ -2960,7 +2963,9 @@ fn parse_args() -> Result<Cfg> {
                 );
             }
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--keep] [--only 1,2,3,4,5,6,7,8,9,10,11,12,13]");
+                println!(
+                    "usage: bench [--quick] [--keep] [--only 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
@@ -3049,6 +3054,9 @@ async fn run(cfg: &Cfg, rep: &mut Report) -> Result<()> {
     }
     if cfg.wants(12) || cfg.wants(13) {
         net::fig_net(cfg, rep).await?;
+    }
+    if cfg.wants(14) || cfg.wants(15) {
+        auth::fig_auth(cfg, t, rep).await?;
     }
     Ok(())
 }

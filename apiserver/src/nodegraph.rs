@@ -1,0 +1,228 @@
+//! The IO around the node authorizer: a list-watch of pods and persistent volumes feeding
+//! the shared `NodeGraph` (upstream's graph populator), the authorizer that consults the
+//! graph and the `system:node` rules and then lets RBAC have its turn (upstream's chain is
+//! Node, RBAC), and the NodeRestriction admission call with its store lookups.
+
+use crate::auth::{Attributes, Authorizer, Decision, UserInfo};
+use crate::error::{ApiError, ApiResult};
+use crate::nodeauth::{self, AdmissionAttrs, AdmissionLookups, AdmitError, NodeGraph, Operation};
+use crate::rbac::{self, SharedRbacIndex};
+use crate::registry::{decode, prefix, Registry};
+use crate::resources::{self, ResourceInfo};
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use serde_json::Value;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+use store::{Backend, Event, ListOptions};
+
+/// The graph shared by the feeder (writer) and the authorizer and admission (readers).
+#[derive(Clone, Default)]
+pub struct SharedGraph(pub Arc<RwLock<NodeGraph>>);
+
+impl SharedGraph {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, NodeGraph> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, NodeGraph> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `(spec.nodeName, uid)` of a pod the graph knows bound to a node.
+    pub fn pod_node(&self, ns: &str, name: &str) -> Option<(String, String)> {
+        self.read()
+            .pod_binding(ns, name)
+            .map(|(n, u)| (n.to_string(), u.to_string()))
+    }
+}
+
+fn core(plural: &str) -> &'static ResourceInfo {
+    resources::find("", "v1", plural).expect("core resource served")
+}
+
+/// Starts the list-watch of pods and persistent volumes; it re-lists after a watch error.
+pub fn start(store: Arc<dyn Backend>, graph: SharedGraph) {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = sync(store.as_ref(), &graph).await {
+                tracing::debug!(error = %e, "node graph: re-listing");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+async fn list(
+    store: &dyn Backend,
+    res: &ResourceInfo,
+) -> Result<(Vec<Value>, i64), store::StoreError> {
+    let mut out = Vec::new();
+    let mut start = String::new();
+    loop {
+        let page = store
+            .list(&ListOptions {
+                prefix: prefix(res, None),
+                start_key: start.clone(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        out.extend(page.kvs.iter().filter_map(|kv| decode(res, kv).ok()));
+        match page.kvs.last() {
+            Some(last) if page.more => start = format!("{}\0", last.key),
+            _ => return Ok((out, page.revision)),
+        }
+    }
+}
+
+fn apply(graph: &mut NodeGraph, pods: bool, ev: &Event, res: &ResourceInfo) {
+    match ev {
+        Event::Create { kv } | Event::Update { kv, .. } => {
+            if let Ok(obj) = decode(res, kv) {
+                if pods {
+                    graph.upsert_pod(&obj);
+                } else {
+                    graph.upsert_pv_object(&obj);
+                }
+            }
+        }
+        Event::Delete { prev, .. } => {
+            if let Ok(obj) = decode(res, prev) {
+                let name = crate::meta::name(&obj);
+                if pods {
+                    graph.remove_pod(crate::meta::namespace(&obj), name);
+                } else {
+                    graph.remove_pv(name);
+                }
+            }
+        }
+    }
+}
+
+async fn sync(store: &dyn Backend, graph: &SharedGraph) -> Result<(), store::StoreError> {
+    let (pods_res, pvs_res) = (core("pods"), core("persistentvolumes"));
+    let (pods, pods_rev) = list(store, pods_res).await?;
+    let (pvs, pvs_rev) = list(store, pvs_res).await?;
+    let mut fresh = NodeGraph::new();
+    for p in &pods {
+        fresh.upsert_pod(p);
+    }
+    for pv in &pvs {
+        fresh.upsert_pv_object(pv);
+    }
+    *graph.write() = fresh;
+    let mut pod_watch = store.watch(&prefix(pods_res, None), pods_rev).await?;
+    let mut pv_watch = store.watch(&prefix(pvs_res, None), pvs_rev).await?;
+    loop {
+        let (batch, pods) = tokio::select! {
+            b = pod_watch.recv() => (b, true),
+            b = pv_watch.recv() => (b, false),
+        };
+        let Some(batch) = batch else {
+            return Ok(());
+        };
+        let batch = batch?;
+        let res = if pods { pods_res } else { pvs_res };
+        let mut g = graph.write();
+        for ev in &batch {
+            apply(&mut g, pods, ev, res);
+        }
+    }
+}
+
+/// Upstream's Node authorizer in the chain: node identities are decided by the graph and
+/// the `system:node` rules; when those refuse, RBAC still gets its turn (bindings to
+/// `system:nodes`), and the refusal's reason ends the 403 text otherwise.
+pub struct NodeAuthorizer {
+    pub graph: SharedGraph,
+    pub rbac: SharedRbacIndex,
+    node_rules: Vec<PolicyRule>,
+}
+
+impl NodeAuthorizer {
+    pub fn new(graph: SharedGraph, rbac: SharedRbacIndex) -> Self {
+        NodeAuthorizer {
+            graph,
+            rbac,
+            node_rules: rbac::bootstrap::node_rules(),
+        }
+    }
+}
+
+impl Authorizer for NodeAuthorizer {
+    fn authorize(&self, user: &UserInfo, a: &Attributes) -> Decision {
+        if nodeauth::node_identity(user).is_none() {
+            return Decision::NoOpinion;
+        }
+        let rules_allow = |a: &Attributes| rbac::rules_allow(&self.node_rules, a);
+        let (d, reason) = self
+            .graph
+            .read()
+            .evaluate(user, a, &a.field_selector, &rules_allow);
+        if d == Decision::Allow || self.rbac.authorize(user, a) == Decision::Allow {
+            return Decision::Allow;
+        }
+        Decision::Deny(reason)
+    }
+}
+
+fn admit_error(e: AdmitError) -> ApiError {
+    match &e {
+        AdmitError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
+        AdmitError::NotFound { .. } => ApiError::new(404, "NotFound", e.to_string()),
+    }
+}
+
+/// Runs NodeRestriction for a write by `user` (a no-op for everyone but nodes). The Node
+/// uid a mirror pod must name is read from the store first.
+#[allow(clippy::too_many_arguments)]
+pub async fn admit(
+    reg: &Registry,
+    graph: &SharedGraph,
+    user: &UserInfo,
+    op: Operation,
+    res: &ResourceInfo,
+    subresource: &str,
+    ns: &str,
+    name: &str,
+    object: Option<&Value>,
+    old_object: Option<&Value>,
+) -> ApiResult<()> {
+    let Some(node) = nodeauth::node_identity(user) else {
+        return Ok(());
+    };
+    let node_uid = if node.is_empty() {
+        None
+    } else {
+        match reg.get(core("nodes"), "", node).await {
+            Ok(n) => Some(
+                n.pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            Err(e) if e.code == 404 => None,
+            Err(e) => return Err(e),
+        }
+    };
+    let pod_node = |ns: &str, name: &str| graph.pod_node(ns, name);
+    let node_uid_of = |n: &str| (n == node).then(|| node_uid.clone()).flatten();
+    let req = AdmissionAttrs {
+        operation: op,
+        group: res.group,
+        resource: res.plural,
+        subresource,
+        namespace: ns,
+        name,
+        object,
+        old_object,
+    };
+    nodeauth::admit_user(
+        user,
+        &req,
+        &AdmissionLookups {
+            pod_node: &pod_node,
+            node_uid: &node_uid_of,
+        },
+    )
+    .map_err(admit_error)
+}
