@@ -264,6 +264,16 @@ impl Authorizer for DiscoveryAuthorizer {
 pub struct AuthorizerChain(pub Vec<Box<dyn Authorizer>>);
 
 impl AuthorizerChain {
+    /// The first opinion in the chain, or `NoOpinion` when no authorizer has one (access
+    /// reviews report that as not allowed, without `denied`).
+    pub fn decide(&self, user: &UserInfo, attrs: &Attributes) -> Decision {
+        self.0
+            .iter()
+            .map(|a| a.authorize(user, attrs))
+            .find(|d| *d != Decision::NoOpinion)
+            .unwrap_or(Decision::NoOpinion)
+    }
+
     pub fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Decision {
         for a in &self.0 {
             match a.authorize(user, attrs) {

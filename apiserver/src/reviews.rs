@@ -189,7 +189,7 @@ pub async fn review(
             Ok(respond(
                 res,
                 &body,
-                access_status(app.authz.authorize(user, &attrs)),
+                access_status(app.authz.decide(user, &attrs)),
             ))
         }
         "subjectaccessreviews" | "localsubjectaccessreviews" => {
@@ -225,7 +225,7 @@ pub async fn review(
             Ok(respond(
                 res,
                 &body,
-                access_status(app.authz.authorize(&subject, &attrs)),
+                access_status(app.authz.decide(&subject, &attrs)),
             ))
         }
         "selfsubjectrulesreviews" => {

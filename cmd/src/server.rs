@@ -459,8 +459,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         client_cert_pem: kc_cert,
         client_key_pem: kc_key,
     });
+    let registry = app.registry.clone();
     let serve = apiserver::server::serve(listener, app, &pki);
-    let components = run_components(&args, &pki, &url, &full_token);
+    let components = run_components(&args, &pki, &url, &full_token, registry);
     tokio::select! {
         r = serve => r.context("api server stopped")?,
         r = components => r?,
@@ -492,6 +493,7 @@ async fn run_components(
     pki: &Pki,
     url: &str,
     token: &str,
+    registry: Arc<apiserver::registry::Registry>,
 ) -> anyhow::Result<()> {
     let mut set = tokio::task::JoinSet::new();
     if !args.disable_agent {
@@ -511,6 +513,13 @@ async fn run_components(
             &args.node,
         )?;
         let components = crate::proxy::node_components(&cfg, &args.node.proxy)?;
+        // NodeRestriction keeps a kubelet from giving itself role labels: the server sets
+        // them on its own node (as k3s does).
+        tokio::spawn(label_control_plane_node(
+            registry,
+            cfg.node.name.clone(),
+            node::nodestatus::role_labels(&cfg.node),
+        ));
         set.spawn(async move {
             node::agent::run_with(cfg, std::future::pending(), components)
                 .await
@@ -611,6 +620,50 @@ pub fn rotate_encryption_key(data_dir: &std::path::Path) -> anyhow::Result<()> {
         path.display()
     );
     Ok(())
+}
+
+/// Waits for the server's own Node to register, then adds the control-plane role labels
+/// it lacks (merge patch, as the server itself).
+async fn label_control_plane_node(
+    registry: Arc<apiserver::registry::Registry>,
+    node: String,
+    labels: std::collections::BTreeMap<String, String>,
+) {
+    let Some(nodes) = apiserver::resources::find("", "v1", "nodes") else {
+        return;
+    };
+    let opts = apiserver::registry::WriteOptions {
+        dry_run: false,
+        field_manager: "minik8s".into(),
+        field_validation: apiserver::registry::FieldValidation::Strict,
+        force: false,
+        user: Default::default(),
+    };
+    for _ in 0..600 {
+        if let Ok(n) = registry.get(nodes, "", &node).await {
+            let have = &n["metadata"]["labels"];
+            if labels.iter().all(|(k, v)| have[k] == json!(v)) {
+                return;
+            }
+            let patch = json!({"metadata": {"labels": labels}});
+            match registry
+                .patch(
+                    nodes,
+                    "",
+                    &node,
+                    None,
+                    apiserver::registry::PatchType::Merge,
+                    patch,
+                    &opts,
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(error = %e.message, "labelling the control-plane node"),
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// Creates the namespaces every cluster has.
