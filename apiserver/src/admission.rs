@@ -152,8 +152,10 @@ impl Registry {
         opts: &WriteOptions,
     ) -> ApiResult<Vec<String>> {
         let mut warnings = Vec::new();
-        crate::rbacsync::check_escalation(&self.rbac, &opts.user, res, ns, obj)?;
         let name = meta::name(obj).to_string();
+        // NamespaceLifecycle comes first, as upstream orders the plugins.
+        self.namespace_admission(res, ns, &name).await?;
+        crate::rbacsync::check_escalation(&self.rbac, &opts.user, res, ns, obj)?;
         crate::nodegraph::admit(
             self,
             &self.nodes,

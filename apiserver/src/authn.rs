@@ -298,8 +298,14 @@ impl BearerAuthenticator {
     ) -> Result<UserInfo, SaTokenError> {
         use sha2::Digest;
         let now = jiff::Timestamp::now().as_second();
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&sha2::Sha256::digest(format!("{audiences:?}\0{token}")));
+        let mut h = sha2::Sha256::new();
+        for a in audiences {
+            h.update(a.as_bytes());
+            h.update([0]);
+        }
+        h.update([0]);
+        h.update(token.as_bytes());
+        let key: [u8; 32] = h.finalize().into();
         if let Some((u, at, exp)) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             if at.elapsed() < CACHE_TTL && now < exp {
                 return Ok(u);

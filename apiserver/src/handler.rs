@@ -1119,6 +1119,7 @@ async fn resource(
             Ok(json_response(StatusCode::OK, &body, &[]))
         }
         ("watch", None, name) => {
+            let permit = app.watches.acquire(user)?;
             let mut field = q.get("fieldSelector").cloned().unwrap_or_default();
             if let Some(n) = name {
                 field = if field.is_empty() {
@@ -1177,8 +1178,11 @@ async fn resource(
                 Bytes::from(line)
             });
             let rx = watch::start(reg, res, r.namespace.clone(), filter, params, encode).await?;
-            let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
-                .map(Ok::<Bytes, std::convert::Infallible>);
+            // The permit lives as long as the response stream.
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |b| {
+                let _held = &permit;
+                Ok::<Bytes, std::convert::Infallible>(b)
+            });
             let mut resp = Response::new(Body::from_stream(stream));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

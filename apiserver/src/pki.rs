@@ -126,7 +126,10 @@ impl Pki {
 
         let admin_crt = dir.join("client-admin.crt");
         let admin_key = dir.join("client-admin.key");
-        if !admin_crt.exists() || !admin_key.exists() {
+        let admin_expiring = read(&admin_crt)
+            .map(|c| expires_within(&c, RENEW_BEFORE_DAYS))
+            .unwrap_or(true);
+        if !admin_crt.exists() || !admin_key.exists() || admin_expiring {
             let (c, k) = issue_client(&issuer, "system:admin", &["system:masters"])?;
             write(&admin_key, &k, 0o600)?;
             write(&admin_crt, &c, 0o644)?;
@@ -191,6 +194,53 @@ impl Pki {
     }
 }
 
+/// How long serving and client certificates are valid (k3s: one year).
+pub const LEAF_VALIDITY_DAYS: i64 = 365;
+/// Certificates this close to expiry are reissued when the server or agent starts (k3s's
+/// 90 days).
+pub const RENEW_BEFORE_DAYS: i64 = 90;
+
+fn set_leaf_validity(params: &mut CertificateParams) {
+    let now = time::OffsetDateTime::now_utc();
+    // An hour back for clock skew between machines.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(LEAF_VALIDITY_DAYS);
+}
+
+/// Whether a PEM certificate expires within `days` (or cannot be read).
+pub fn expires_within(cert_pem: &str, days: i64) -> bool {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+        return true;
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return true;
+    };
+    let not_after = cert.validity().not_after.timestamp();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    not_after - now < days * 86_400
+}
+
+/// `minik8s certificate rotate`: removes the server's leaf client certificates so the next
+/// start issues new ones (the serving certificate is reissued on every start; the CA and
+/// the service account key stay). Returns the files removed.
+pub fn rotate(dir: &Path) -> Result<Vec<PathBuf>, PkiError> {
+    let mut removed = Vec::new();
+    for f in ["client-admin.crt", "client-admin.key"] {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|source| PkiError::Write {
+                path: p.clone(),
+                source,
+            })?;
+            removed.push(p);
+        }
+    }
+    Ok(removed)
+}
+
 fn issue_serving(
     issuer: &Issuer<'_, KeyPair>,
     cn: &str,
@@ -213,7 +263,7 @@ fn issue_serving(
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    set_leaf_validity(&mut params);
     let cert = params.signed_by(&key, issuer).map_err(gen("serving"))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
@@ -236,7 +286,7 @@ fn issue_client(
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    set_leaf_validity(&mut params);
     let cert = params.signed_by(&key, issuer).map_err(gen("client"))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
@@ -250,4 +300,25 @@ pub fn write_file(path: &Path, data: &str, mode: u32) -> Result<(), PkiError> {
         })?;
     }
     write(path, data, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_certificates_last_a_year_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &["127.0.0.1".into()]).unwrap();
+        for pem in [&pki.admin_cert_pem, &pki.serving_cert_pem] {
+            assert!(!expires_within(pem, RENEW_BEFORE_DAYS));
+            assert!(expires_within(pem, LEAF_VALIDITY_DAYS + 1));
+        }
+        assert!(expires_within("not a certificate", 1));
+        let removed = rotate(dir.path()).unwrap();
+        assert_eq!(removed.len(), 2);
+        let again = Pki::load_or_create(dir.path(), &["127.0.0.1".into()]).unwrap();
+        assert_ne!(again.admin_cert_pem, pki.admin_cert_pem);
+        assert_eq!(again.ca_cert_pem, pki.ca_cert_pem);
+    }
 }

@@ -248,7 +248,7 @@ impl Registry {
 
     /// NamespaceLifecycle: the namespace must exist and not be terminating. Answered from
     /// the namespace cache; a namespace the cache has not seen is read from the store.
-    async fn namespace_admission(&self, res: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
+    pub(crate) async fn namespace_admission(&self, res: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
         if !res.namespaced || !self.plugin_enabled("NamespaceLifecycle") {
             return Ok(());
         }
@@ -367,7 +367,6 @@ impl Registry {
         warnings: Vec<String>,
     ) -> ApiResult<Written> {
         let name = meta::name(&obj).to_string();
-        self.namespace_admission(res, ns, &name).await?;
         let claims = match self.service_allocator(res) {
             Some(a) => Some(a.allocate_create(&mut obj, opts.dry_run).await?),
             None => None,

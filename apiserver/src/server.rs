@@ -57,6 +57,8 @@ pub struct App {
     /// Signs service account tokens (`serviceaccounts/token`); unset, that subresource is
     /// not served.
     pub sa_signer: std::sync::OnceLock<Arc<crate::tokens::ServiceAccountSigner>>,
+    /// Open watches per user.
+    pub watches: Arc<crate::watch::WatchLimiter>,
     /// The audit log (`--audit-log-path`); unset, nothing is audited.
     pub audit: std::sync::OnceLock<Arc<crate::audit::Auditor>>,
 }
@@ -113,6 +115,7 @@ impl App {
             metrics: crate::metrics::MetricsApi::default(),
             sa_signer: std::sync::OnceLock::new(),
             audit: std::sync::OnceLock::new(),
+            watches: crate::watch::WatchLimiter::new(crate::watch::DEFAULT_MAX_WATCHES_PER_USER),
         })
     }
 

@@ -165,3 +165,108 @@ fn translate(res: &ResourceInfo, ev: &Event, filter: &Filter) -> Option<(&'stati
         }
     }
 }
+
+/// Concurrent watches per user: one client opening watches without bound gets 429
+/// `TooManyRequests` instead of starving the others (upstream bounds this with API
+/// priority and fairness, which also exempts `system:masters`).
+pub struct WatchLimiter {
+    max: usize,
+    counts: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// Held by an open watch; dropping it frees the slot.
+pub struct WatchPermit {
+    limiter: Arc<WatchLimiter>,
+    user: String,
+}
+
+impl Drop for WatchPermit {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.limiter.counts.lock() {
+            if let Some(n) = c.get_mut(&self.user) {
+                *n -= 1;
+                if *n == 0 {
+                    c.remove(&self.user);
+                }
+            }
+        }
+    }
+}
+
+/// The default per-user limit on open watches.
+pub const DEFAULT_MAX_WATCHES_PER_USER: usize = 250;
+
+impl WatchLimiter {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(WatchLimiter {
+            max,
+            counts: Default::default(),
+        })
+    }
+
+    /// A slot for one more watch of `user`, or the 429 to answer.
+    pub fn acquire(
+        self: &Arc<Self>,
+        user: &crate::auth::UserInfo,
+    ) -> Result<Option<WatchPermit>, ApiError> {
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return Ok(None);
+        }
+        let mut c = self
+            .counts
+            .lock()
+            .map_err(|_| ApiError::internal("watch limiter poisoned"))?;
+        let n = c.entry(user.name.clone()).or_insert(0);
+        if *n >= self.max {
+            let mut e = ApiError::new(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            );
+            e.retry_after = Some(1);
+            return Err(e);
+        }
+        *n += 1;
+        Ok(Some(WatchPermit {
+            limiter: self.clone(),
+            user: user.name.clone(),
+        }))
+    }
+
+    /// Open watches of a user (tests).
+    pub fn open(&self, user: &str) -> usize {
+        self.counts
+            .lock()
+            .map(|c| c.get(user).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::*;
+
+    #[test]
+    fn per_user_limit_and_release() {
+        let l = WatchLimiter::new(2);
+        let bob = crate::auth::UserInfo {
+            name: "bob".into(),
+            ..Default::default()
+        };
+        let a = l.acquire(&bob).unwrap();
+        let _b = l.acquire(&bob).unwrap();
+        let e = l.acquire(&bob).err().unwrap();
+        assert_eq!((e.code, e.reason.as_str()), (429, "TooManyRequests"));
+        drop(a);
+        assert_eq!(l.open("bob"), 1);
+        assert!(l.acquire(&bob).is_ok());
+        let admin = crate::auth::UserInfo {
+            name: "admin".into(),
+            groups: vec!["system:masters".into()],
+            ..Default::default()
+        };
+        for _ in 0..5 {
+            assert!(l.acquire(&admin).unwrap().is_none());
+        }
+    }
+}

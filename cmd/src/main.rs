@@ -35,6 +35,20 @@ enum Command {
     /// Encryption of Secrets at rest.
     #[command(subcommand)]
     SecretsEncrypt(SecretsEncryptCommand),
+    /// The server's certificates.
+    #[command(subcommand)]
+    Certificate(CertificateCommand),
+}
+
+#[derive(Subcommand)]
+enum CertificateCommand {
+    /// Remove the server's client certificates so its next start issues new ones (run
+    /// with the server stopped; the CA, the serving certificate — reissued on every
+    /// start — and the service account key stay).
+    Rotate {
+        #[arg(long, default_value = "/var/lib/minik8s")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +126,14 @@ fn main() -> anyhow::Result<()> {
         Command::Images(ImagesCommand::Build(args)) => agent::images_build(args),
         Command::SecretsEncrypt(SecretsEncryptCommand::Rotate { data_dir }) => {
             server::rotate_encryption_key(&data_dir)
+        }
+        Command::Certificate(CertificateCommand::Rotate { data_dir }) => {
+            let dir = data_dir.join("server/tls");
+            for p in apiserver::pki::rotate(&dir)? {
+                println!("removed {}", p.display());
+            }
+            println!("restart the server to issue new certificates");
+            Ok(())
         }
     }
 }

@@ -12,7 +12,7 @@
 //! helpers, HTTP/2 client, report and statistics.
 
 use super::{
-    cpu_secs, free_port, lat, run_load, server_args, spawn, wait_ready, Cfg, CpuMeter, Lat, Report,
+    free_port, lat, median, run_load, server_args, spawn, wait_ready, Cfg, CpuMeter, Lat, Report,
     Server, Throughput, H2,
 };
 use anyhow::{anyhow, bail, Context, Result};
@@ -123,7 +123,7 @@ fn bulk_subjects(k: usize) -> Vec<Value> {
                     "namespace": ns_name(j % NAMESPACES)}),
     };
     let mut v = vec![one(k)];
-    if k % 4 == 0 {
+    if k.is_multiple_of(4) {
         v.push(one(k + 1));
     }
     v
@@ -320,6 +320,24 @@ fn median_pair_diff(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
+/// CPU time (ns) used so far by the threads of `pid` that are alive, from each thread's
+/// `/proc/PID/task/TID/schedstat` (nanosecond resolution, unlike the 10 ms ticks of
+/// `/proc/PID/stat`). The server's threads (tokio workers) live as long as it does.
+fn cpu_ns(pid: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| parse_schedstat(&s))
+        .sum()
+}
+
+/// The first field of a schedstat line: time spent on the CPU, in ns.
+fn parse_schedstat(s: &str) -> Option<u64> {
+    s.split_whitespace().next()?.parse().ok()
+}
+
 fn fmt_us(l: &Lat) -> String {
     // `lat` keeps its input's unit: these are µs.
     format!("p50 {:.0} µs, p99 {:.0} µs", l.p50, l.p99)
@@ -489,10 +507,20 @@ async fn fig_14(
     let took = t0.elapsed();
     let cpu = cpu.finish(2 * n);
     let pair_diff = median_pair_diff(&la, &lu);
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let mean_diff = mean(&lu) - mean(&la);
-    let (a, u) = (lat(la), lat(lu));
+    let p95 = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        super::pct(&s, 0.95)
+    };
+    let d95 = p95(&lu) - p95(&la);
+    let (a, u) = (lat(la.clone()), lat(lu));
     let d99 = u.p99 - a.p99;
+    // The control (masters) requests slower than 5× their median were stalled by something
+    // other than the request (other processes on the two cores): when they are 0.5 % or
+    // more, the 1 % tail that sets p99 is mostly such stalls and the p99 difference is
+    // noise (±0.5 ms seen on a loaded machine), so the row is reported as inconclusive.
+    let stalled = la.iter().filter(|&&x| x > 5.0 * a.p50).count() as f64 / n as f64;
+    let noisy = stalled >= 0.005;
     rep.row(
         format!(
             "14. GET ConfigMap as a token user allowed by RBAC ({ROLE_BINDINGS} RoleBindings, {CLUSTER_ROLES} ClusterRoles) − as system:masters, p99, n={n} each"
@@ -503,14 +531,53 @@ async fn fig_14(
             fmt_us(&a)
         ),
         "< 50 µs",
-        format!("{:.2}× target", d99.max(0.0) / 50.0),
-        Some(d99 < 50.0),
+        if noisy {
+            format!(
+                "inconclusive: {:.1} % of masters requests stalled > 5× p50 (machine load)",
+                100.0 * stalled
+            )
+        } else {
+            format!("{:.2}× target", d99.max(0.0) / 50.0)
+        },
+        if noisy { None } else { Some(d99 < 50.0) },
     );
     rep.row(
-        "14. … difference at p50 / mean / median of paired differences",
+        "14. … difference at p50 / p95 / median of paired differences",
         format!(
-            "{:+.0} µs / {mean_diff:+.0} µs / {pair_diff:+.0} µs",
+            "{:+.0} µs / {d95:+.0} µs / {pair_diff:+.0} µs",
             u.p50 - a.p50
+        ),
+        "(info)",
+        "",
+        None,
+    );
+
+    // Server CPU per request for each user: alternating blocks of sequential requests.
+    let (blocks, per) = (10, if cfg.quick { 300 } else { 600 });
+    let pid = srv.proc.pid().to_string();
+    let (mut cpu_a, mut cpu_u) = (0u64, 0u64);
+    for b in 0..blocks {
+        for first in [b % 2 == 0, b % 2 != 0] {
+            let (who, acc) = if first {
+                (admin, &mut cpu_a)
+            } else {
+                (user, &mut cpu_u)
+            };
+            let c0 = cpu_ns(&pid);
+            for _ in 0..per {
+                who.get_ok(target).await?;
+            }
+            *acc += cpu_ns(&pid) - c0;
+        }
+    }
+    let us = |ns: u64| ns as f64 / 1e3 / (blocks * per) as f64;
+    rep.row(
+        "14. … server CPU per GET (sequential, alternating blocks)",
+        format!(
+            "{USER} {:.1} µs, masters {:.1} µs ({:+.1} µs)",
+            us(cpu_u),
+            us(cpu_a),
+            us(cpu_u) - us(cpu_a)
         ),
         "(info)",
         "",
@@ -518,11 +585,12 @@ async fn fig_14(
     );
     rep.note(format!(
         "14: one request in flight, the two users alternating on their own HTTP/2 connections (order flipped every pair), \
-         {:.1} s for {} requests; max user {:.0} µs, masters {:.0} µs; {cpu}",
+         {:.1} s for {} requests; max user {:.0} µs, masters {:.0} µs; {:.2} % of masters requests > 5× their p50; {cpu}",
         took.as_secs_f64(),
         2 * n,
         u.max,
-        a.max
+        a.max,
+        100.0 * stalled
     ));
     Ok(())
 }
@@ -538,8 +606,10 @@ async fn fig_15(
 ) -> Result<()> {
     const CONNS: usize = 4;
     const WORKERS: usize = 8;
-    let rounds = 3;
-    let n = if cfg.quick { 2000 } else { 5000 };
+    // Many short rounds (about 0.1 s each): load from other processes changes slower
+    // than a round, so both variants of a round see nearly the same machine.
+    let rounds = if cfg.quick { 10 } else { 20 };
+    let n = 2500;
     eprintln!(
         "[15] GET {target}: {rounds} rounds of {n} as the admin and {n} as a ServiceAccount token, {WORKERS} streams over {CONNS} HTTP/2 connections"
     );
@@ -626,18 +696,18 @@ async fn fig_15(
     load(&sa_callers, 500).await?;
     let pid = srv.proc.pid().to_string();
     let (mut adm, mut sa) = (Vec::new(), Vec::new());
-    // Server CPU seconds spent in each variant.
-    let (mut adm_cpu, mut sa_cpu) = (0.0, 0.0);
+    // Server CPU nanoseconds spent in each variant.
+    let (mut adm_cpu, mut sa_cpu) = (0u64, 0u64);
     for r in 0..rounds {
         // Alternate which variant goes first in each round.
         for first in [r % 2 == 0, r % 2 != 0] {
-            let c0 = cpu_secs(&pid);
+            let c0 = cpu_ns(&pid);
             if first {
                 adm.push(load(&admin_callers, n).await?);
-                adm_cpu += cpu_secs(&pid) - c0;
+                adm_cpu += cpu_ns(&pid) - c0;
             } else {
                 sa.push(load(&sa_callers, n).await?);
-                sa_cpu += cpu_secs(&pid) - c0;
+                sa_cpu += cpu_ns(&pid) - c0;
             }
         }
     }
@@ -667,17 +737,37 @@ async fn fig_15(
         let l = v.iter().map(|t| t.lat.p99).fold(0.0, f64::max);
         format!("worst round p99 {l:.2} ms")
     };
+    // Each round's two runs are adjacent in time: their ratio is less exposed to load
+    // from other processes that comes and goes between rounds.
+    let per_round = median(
+        adm.iter()
+            .zip(&sa)
+            .map(|(a, s)| s.per_sec / a.per_sec)
+            .collect(),
+    );
+    let (cpu_a, cpu_s) = (
+        adm_cpu as f64 / 1e3 / (rounds * n) as f64,
+        sa_cpu as f64 / 1e3 / (rounds * n) as f64,
+    );
+    rep.row(
+        "15. … median of the per-round ratios; server CPU per request",
+        format!(
+            "{per_round:.3}×; masters {cpu_a:.1} µs, service account {cpu_s:.1} µs ({:+.1} µs)",
+            cpu_s - cpu_a
+        ),
+        "(info)",
+        "",
+        None,
+    );
     rep.note(format!(
-        "15: per round req/s: masters [{}], service account [{}]; {} / {}; JWT {} bytes (the server caches a verified \
-         token for 10 s, so steady state is cache hits); server CPU per request: masters {:.0} µs, \
-         service account {:.0} µs",
+        "15: per round req/s: masters [{}], service account [{}] (the order within a round alternates); {} / {}; \
+         JWT {} bytes, sent as a plain (HPACK-indexed) header; the server caches a verified token for 10 s, so \
+         steady state is cache hits",
         rounds_fmt(&adm),
         rounds_fmt(&sa),
         lat_ms(&adm),
         lat_ms(&sa),
         jwt.len(),
-        adm_cpu * 1e6 / (rounds * n) as f64,
-        sa_cpu * 1e6 / (rounds * n) as f64,
     ));
     Ok(())
 }
@@ -734,6 +824,14 @@ mod tests {
             assert_eq!(cm, i == 0 || i == CLUSTER_ROLES - 1, "role {i}");
         }
         assert_eq!(cluster_role(0)["metadata"]["name"], READER_ROLE);
+    }
+
+    #[test]
+    fn schedstat_first_field() {
+        assert_eq!(parse_schedstat("123456789 2000 17\n"), Some(123456789));
+        assert_eq!(parse_schedstat(""), None);
+        // This process has at least one thread that has run.
+        assert!(cpu_ns(&std::process::id().to_string()) > 0);
     }
 
     #[test]

@@ -269,6 +269,21 @@ fn write(path: &Path, data: &str, mode: u32) -> Result<(), JoinError> {
     std::fs::rename(&tmp, path).map_err(werr)
 }
 
+/// Node certificates this close to expiry are renewed at start (k3s: 90 days).
+pub const RENEW_BEFORE_DAYS: i64 = 90;
+
+/// Whether a PEM certificate expires within `days` (or cannot be read).
+pub fn expires_within(cert_pem: &str, days: i64) -> bool {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+        return true;
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return true;
+    };
+    let now = jiff::Timestamp::now().as_second();
+    cert.validity().not_after.timestamp() - now < days * 86_400
+}
+
 /// Joins (or reuses the credentials of an earlier join to the same server and CA) and
 /// returns the kubeconfig text for the node identity.
 pub async fn join(
@@ -287,7 +302,10 @@ pub async fn join(
         let same_ca = token.ca_hash.as_ref().is_none_or(|h| *h == ca_hash(&ca));
         let same_node = std::fs::read_to_string(paths.kubeconfig.with_extension("node"))
             .is_ok_and(|n| n.trim() == node_name);
-        if same_server && same_ca && same_node && paths.serving_cert.exists() {
+        // Certificates close to expiry are renewed on start, as k3s does.
+        let fresh = std::fs::read_to_string(&paths.serving_cert)
+            .is_ok_and(|c| !expires_within(&c, RENEW_BEFORE_DAYS));
+        if same_server && same_ca && same_node && fresh {
             return Ok(kc);
         }
     }
