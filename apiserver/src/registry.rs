@@ -248,7 +248,12 @@ impl Registry {
 
     /// NamespaceLifecycle: the namespace must exist and not be terminating. Answered from
     /// the namespace cache; a namespace the cache has not seen is read from the store.
-    pub(crate) async fn namespace_admission(&self, res: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
+    pub(crate) async fn namespace_admission(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> ApiResult<()> {
         if !res.namespaced || !self.plugin_enabled("NamespaceLifecycle") {
             return Ok(());
         }
