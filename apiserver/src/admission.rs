@@ -14,7 +14,6 @@ use crate::meta;
 use crate::registry::{decode, encode, key, prefix, Registry, WriteOptions};
 use crate::resources::{self, ResourceInfo};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use store::{ListOptions, StoreError};
 
 /// Where the ServiceAccount plugin mounts the API credentials.
@@ -325,14 +324,7 @@ impl Registry {
             return Ok(l);
         }
         match self.get(core("namespaces"), "", ns).await {
-            Ok(obj) => Ok(std::sync::Arc::new(
-                obj.pointer("/metadata/labels")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                    .collect::<BTreeMap<_, _>>(),
-            )),
+            Ok(obj) => Ok(crate::nscache::labels_of(&obj)),
             Err(e) if e.code == 404 => Ok(Default::default()),
             Err(e) => Err(e),
         }

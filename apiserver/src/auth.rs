@@ -1,6 +1,6 @@
 //! Authentication (x509 client certificates, bearer tokens) and authorization, as separate
-//! pipeline stages. Authorization is an ordered chain of `Authorizer`s so RBAC and the node
-//! authorizer can be added in front of the default-deny.
+//! pipeline stages. Authorization is an ordered chain of `Authorizer`s (masters, the node
+//! authorizer, RBAC, the join token) in front of the default deny.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -158,51 +158,8 @@ impl Authorizer for MastersAuthorizer {
     }
 }
 
-/// The built-in control-plane components (controller manager, scheduler) may do anything
-/// until RBAC gives each its own bootstrap role.
-pub struct ComponentAuthorizer;
-
-pub const COMPONENT_USERS: &[&str] = &["system:kube-controller-manager", "system:kube-scheduler"];
-
-/// The built-in cluster DNS: it may read what CoreDNS's `system:coredns` role lets it read
-/// (Services, EndpointSlices, Endpoints, Pods and Namespaces), nothing else.
-pub const DNS_USER: &str = "system:kube-dns";
-
-impl Authorizer for ComponentAuthorizer {
-    fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Decision {
-        if COMPONENT_USERS.contains(&user.name.as_str()) {
-            return Decision::Allow;
-        }
-        let dns_readable = matches!(
-            (attrs.api_group.as_str(), attrs.resource.as_str()),
-            ("", "services" | "endpoints" | "pods" | "namespaces")
-                | ("discovery.k8s.io", "endpointslices")
-        );
-        if user.name == DNS_USER
-            && attrs.resource_request
-            && attrs.subresource.is_empty()
-            && dns_readable
-            && matches!(attrs.verb.as_str(), "get" | "list" | "watch")
-        {
-            return Decision::Allow;
-        }
-        Decision::NoOpinion
-    }
-}
-
-/// Nodes (group `system:nodes`) may do anything until the node authorizer and the
-/// NodeRestriction admission plugin confine each kubelet to its own objects (issue 6).
-pub struct NodesAuthorizer;
-
-impl Authorizer for NodesAuthorizer {
-    fn authorize(&self, user: &UserInfo, _: &Attributes) -> Decision {
-        if user.groups.iter().any(|g| g == "system:nodes") {
-            Decision::Allow
-        } else {
-            Decision::NoOpinion
-        }
-    }
-}
+/// The built-in cluster DNS's identity (bound to `system:coredns` by the bootstrap policy).
+pub const DNS_USER: &str = crate::rbac::bootstrap::KUBE_DNS_USER;
 
 /// The join token's identity may ask for node credentials, and nothing else beyond the
 /// discovery paths.
@@ -215,44 +172,6 @@ impl Authorizer for JoinAuthorizer {
             && attrs.verb == "post"
             && attrs.path == "/v1-minik8s/node-credentials"
         {
-            Decision::Allow
-        } else {
-            Decision::NoOpinion
-        }
-    }
-}
-
-/// The public and discovery non-resource paths (upstream's system:public-info-viewer and
-/// system:discovery roles) for authenticated users.
-pub struct DiscoveryAuthorizer;
-
-const DISCOVERY_PATHS: &[&str] = &[
-    "/api",
-    "/api/*",
-    "/apis",
-    "/apis/*",
-    "/healthz",
-    "/livez",
-    "/readyz",
-    "/version",
-    "/version/",
-    "/openapi",
-    "/openapi/*",
-];
-
-impl Authorizer for DiscoveryAuthorizer {
-    fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Decision {
-        if attrs.resource_request || attrs.verb != "get" {
-            return Decision::NoOpinion;
-        }
-        if !user.groups.iter().any(|g| g == "system:authenticated") {
-            return Decision::NoOpinion;
-        }
-        let ok = DISCOVERY_PATHS.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => attrs.path.starts_with(prefix),
-            None => attrs.path == *p,
-        });
-        if ok {
             Decision::Allow
         } else {
             Decision::NoOpinion
@@ -361,10 +280,7 @@ mod tests {
 
     #[test]
     fn masters_allowed_others_denied() {
-        let chain = AuthorizerChain(vec![
-            Box::new(MastersAuthorizer),
-            Box::new(DiscoveryAuthorizer),
-        ]);
+        let chain = AuthorizerChain(vec![Box::new(MastersAuthorizer)]);
         let admin = UserInfo {
             name: "a".into(),
             uid: String::new(),
@@ -385,11 +301,5 @@ mod tests {
         };
         assert_eq!(chain.authorize(&admin, &res), Decision::Allow);
         assert!(matches!(chain.authorize(&bob, &res), Decision::Deny(_)));
-        let disc = Attributes {
-            verb: "get".into(),
-            path: "/apis/apps/v1".into(),
-            ..Default::default()
-        };
-        assert_eq!(chain.authorize(&bob, &disc), Decision::Allow);
     }
 }

@@ -26,7 +26,8 @@ pub struct NamespaceCache {
 /// A namespace's labels (PodSecurity and webhook namespace selectors read them).
 pub type Labels = Arc<BTreeMap<String, String>>;
 
-fn labels_of(ns: &Value) -> Labels {
+/// A namespace object's labels.
+pub fn labels_of(ns: &Value) -> Labels {
     Arc::new(
         ns.pointer("/metadata/labels")
             .and_then(Value::as_object)
