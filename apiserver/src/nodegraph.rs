@@ -74,8 +74,29 @@ async fn list(
     }
 }
 
+/// Whether a stored pod names a node: pods not yet scheduled (most pod events under load)
+/// have no edges, so they are skipped without decoding.
+fn names_a_node(value: &[u8]) -> bool {
+    value.windows(10).any(|w| w == b"\"nodeName\"")
+}
+
+/// `(namespace, name)` from a pod's store key `.../pods/<ns>/<name>`.
+fn key_parts(key: &str) -> Option<(&str, &str)> {
+    let mut it = key.rsplitn(3, '/');
+    let name = it.next()?;
+    let ns = it.next()?;
+    Some((ns, name))
+}
+
+/// Applies one pod (`pods`) or persistent volume event to the graph.
 fn apply(graph: &mut NodeGraph, pods: bool, ev: &Event, res: &ResourceInfo) {
     match ev {
+        Event::Create { kv } | Event::Update { kv, .. } if pods && !names_a_node(&kv.value) => {}
+        Event::Delete { prev, .. } if pods => {
+            if let Some((ns, name)) = key_parts(&prev.key) {
+                graph.remove_pod(ns, name);
+            }
+        }
         Event::Create { kv } | Event::Update { kv, .. } => {
             if let Ok(obj) = decode(res, kv) {
                 if pods {
@@ -86,13 +107,8 @@ fn apply(graph: &mut NodeGraph, pods: bool, ev: &Event, res: &ResourceInfo) {
             }
         }
         Event::Delete { prev, .. } => {
-            if let Ok(obj) = decode(res, prev) {
-                let name = crate::meta::name(&obj);
-                if pods {
-                    graph.remove_pod(crate::meta::namespace(&obj), name);
-                } else {
-                    graph.remove_pv(name);
-                }
+            if let Some(name) = prev.key.rsplit('/').next() {
+                graph.remove_pv(name);
             }
         }
     }
@@ -225,4 +241,19 @@ pub async fn admit(
         },
     )
     .map_err(admit_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unscheduled_pods_are_skipped_and_keys_split() {
+        assert!(!names_a_node(br#"{"spec":{"containers":[]}}"#));
+        assert!(names_a_node(br#"{"spec":{"nodeName":"n1"}}"#));
+        assert_eq!(
+            key_parts("/registry/core/pods/default/p1"),
+            Some(("default", "p1"))
+        );
+    }
 }

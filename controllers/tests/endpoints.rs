@@ -36,6 +36,11 @@ async fn start() -> Cluster {
         Arc::new(store::SqliteBackend::open(&dir.path().join("state.db")).unwrap());
     let cached: Arc<dyn store::Backend> = store::WatchCache::new(backend);
     let app = App::new(cached, "s3cret", "127.0.0.1:0".into());
+    // No service account controller runs here to create `default` accounts.
+    let _ = app
+        .registry
+        .disabled_admission
+        .set(vec!["ServiceAccount".into()]);
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let p2 = pki.clone();
