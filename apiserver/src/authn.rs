@@ -9,7 +9,6 @@
 
 use crate::auth::{Attributes, UserInfo};
 use crate::registry::Registry;
-use crate::resources;
 use crate::tokens::{Claims, ServiceAccountSigner, API_AUDIENCE};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -324,9 +323,9 @@ impl BearerAuthenticator {
     }
 }
 
+/// The object, or None when it cannot be read (a token naming it is then refused).
 async fn lookup(reg: &Registry, plural: &str, ns: &str, name: &str) -> Option<Value> {
-    let res = resources::find("", "v1", plural)?;
-    reg.get(res, ns, name).await.ok()
+    crate::tokens::get(reg, plural, ns, name).await.ok()
 }
 
 fn uid_of(v: &Value) -> &str {

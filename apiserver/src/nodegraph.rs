@@ -188,8 +188,8 @@ fn admit_error(e: AdmitError) -> ApiError {
     }
 }
 
-/// Runs NodeRestriction for a write by `user` (a no-op for everyone but nodes). The Node
-/// uid a mirror pod must name is read from the store first.
+/// Runs NodeRestriction for a write by `user` (a no-op for everyone but nodes). For a pod
+/// create, the Node uid a mirror pod must name is read from the store first.
 #[allow(clippy::too_many_arguments)]
 pub async fn admit(
     reg: &Registry,
@@ -206,7 +206,13 @@ pub async fn admit(
     let Some(node) = nodeauth::node_identity(user) else {
         return Ok(());
     };
-    let node_uid = if node.is_empty() {
+    // Only a mirror pod's creation needs the Node's uid (its owner reference must name it):
+    // the status, lease and event writes nodes make all the time read nothing here.
+    let mirror_pod_create = op == Operation::Create
+        && res.group.is_empty()
+        && res.plural == "pods"
+        && subresource.is_empty();
+    let node_uid = if node.is_empty() || !mirror_pod_create {
         None
     } else {
         match reg.get(core("nodes"), "", node).await {

@@ -416,7 +416,8 @@ fn obj_ref(obj: &Value) -> ClaimRef {
     }
 }
 
-async fn get(reg: &Registry, plural: &str, ns: &str, name: &str) -> ApiResult<Value> {
+/// A core/v1 object by plural, namespace and name.
+pub(crate) async fn get(reg: &Registry, plural: &str, ns: &str, name: &str) -> ApiResult<Value> {
     let res = resources::find("", "v1", plural).ok_or_else(ApiError::path_not_found)?;
     reg.get(res, ns, name).await
 }

@@ -24,50 +24,21 @@ fn rule_lists_equal(a: &[PolicyRule], b: &[PolicyRule]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| rules_equal(x, y))
 }
 
-/// Whether a label selector matches a set of labels, with upstream semantics: an empty
-/// selector matches everything; matchLabels are exact; matchExpressions `In`, `NotIn`
-/// (also true when the key is absent), `Exists`, `DoesNotExist`. Err for an invalid selector
-/// (unknown operator, `In`/`NotIn` without values, `Exists`/`DoesNotExist` with values).
+/// Whether a label selector matches a set of labels, with upstream semantics (the API
+/// server's own selector parser and matcher, `crate::selector`). Err for an invalid
+/// selector (unknown operator, `In`/`NotIn` without values, `Exists`/`DoesNotExist` with
+/// values, invalid keys or values).
 pub fn selector_matches(
     selector: &LabelSelector,
     labels: &BTreeMap<String, String>,
 ) -> Result<bool, String> {
-    let mut ok = true;
-    for (k, v) in selector.match_labels.iter().flatten() {
-        ok &= labels.get(k) == Some(v);
-    }
-    for req in selector.match_expressions.iter().flatten() {
-        let values = req.values.as_deref().unwrap_or(&[]);
-        let current = labels.get(&req.key);
-        let m = match req.operator.as_str() {
-            "In" | "NotIn" => {
-                if values.is_empty() {
-                    return Err(
-                        "values: Invalid value: for 'in', 'notin' operators, values set can't be empty"
-                            .to_string(),
-                    );
-                }
-                let contained = current.is_some_and(|c| values.contains(c));
-                if req.operator == "In" {
-                    contained
-                } else {
-                    !contained
-                }
-            }
-            "Exists" | "DoesNotExist" => {
-                if !values.is_empty() {
-                    return Err(
-                        "values: Invalid value: for 'exists', 'doesnotexist' operators, values set must be empty"
-                            .to_string(),
-                    );
-                }
-                current.is_some() == (req.operator == "Exists")
-            }
-            op => return Err(format!("{op:?} is not a valid label selector operator")),
-        };
-        ok &= m;
-    }
-    Ok(ok)
+    let json = serde_json::to_value(selector).map_err(|e| e.to_string())?;
+    let parsed = crate::selector::LabelSelector::from_json(&json).map_err(|e| e.to_string())?;
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    Ok(parsed.matches(&labels))
 }
 
 fn name(r: &ClusterRole) -> &str {
