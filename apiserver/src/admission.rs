@@ -174,7 +174,7 @@ impl Registry {
         let ranges = if (pods || is_core(res, "persistentvolumeclaims"))
             && self.plugin_enabled("LimitRanger")
         {
-            self.list_in(core("limitranges"), ns).await?
+            self.limit_ranges(ns).await?
         } else {
             Vec::new()
         };
@@ -289,7 +289,7 @@ impl Registry {
             && !deleting
             && self.plugin_enabled("LimitRanger")
         {
-            let ranges = self.list_in(core("limitranges"), ns).await?;
+            let ranges = self.limit_ranges(ns).await?;
             limitranger::validate_pvc(new, &ranges).map_err(|e| {
                 ApiError::forbidden(format!(
                     "persistentvolumeclaims \"{name}\" is forbidden: {e}"
@@ -306,7 +306,17 @@ impl Registry {
         Ok(warnings)
     }
 
-    /// Every object of a resource in one namespace (small lists: quotas, limit ranges).
+    /// The namespace's LimitRanges, from the admission cache.
+    async fn limit_ranges(&self, ns: &str) -> ApiResult<Vec<Value>> {
+        let items = self
+            .caches
+            .limit_ranges
+            .list(self.store.as_ref(), Some(ns))
+            .await?;
+        Ok(items.into_iter().map(|(v, _)| (*v).clone()).collect())
+    }
+
+    /// Every object of a resource in one namespace.
     async fn list_in(&self, res: &ResourceInfo, ns: &str) -> ApiResult<Vec<Value>> {
         let page = self
             .store
@@ -430,22 +440,15 @@ impl Registry {
     ) -> ApiResult<()> {
         let qres = core("resourcequotas");
         for _ in 0..8 {
-            let page = self
-                .store
-                .list(&ListOptions {
-                    prefix: prefix(qres, Some(ns)),
-                    ..Default::default()
-                })
+            let quotas = self
+                .caches
+                .quotas
+                .list(self.store.as_ref(), Some(ns))
                 .await?;
-            if page.kvs.is_empty() {
+            if quotas.is_empty() {
                 return Ok(());
             }
-            let quotas: Vec<(Value, i64)> = page
-                .kvs
-                .iter()
-                .map(|kv| decode(qres, kv).map(|v| (v, kv.mod_revision)))
-                .collect::<ApiResult<_>>()?;
-            let values: Vec<Value> = quotas.iter().map(|(q, _)| q.clone()).collect();
+            let values: Vec<Value> = quotas.iter().map(|(q, _)| (**q).clone()).collect();
             let updates = quota::check(&values, &res.qualified_name(), obj, old).map_err(|e| {
                 ApiError::forbidden(format!(
                     "{} \"{}\" is forbidden: {e}",
@@ -458,7 +461,7 @@ impl Registry {
                 let Some((q, rev)) = quotas.iter().find(|(q, _)| meta::name(q) == qname) else {
                     continue;
                 };
-                let mut q = q.clone();
+                let mut q = (**q).clone();
                 q["status"]["used"] = quantity::resource_list_to_json(&used);
                 match self
                     .store
@@ -487,8 +490,6 @@ impl Registry {
     /// Resolves `priorityClassName` into `priority` and `preemptionPolicy`.
     async fn admit_priority(&self, pod: &mut Value, spec_path: &str) -> ApiResult<()> {
         let name = meta::name(pod).to_string();
-        let pcs = resources::find("scheduling.k8s.io", "v1", "priorityclasses")
-            .expect("priorityclasses served");
         let class_name = pod[spec_path]
             .get("priorityClassName")
             .and_then(Value::as_str)
@@ -496,19 +497,13 @@ impl Registry {
             .to_string();
         let forbidden =
             |msg: String| ApiError::forbidden(format!("pods \"{name}\" is forbidden: {msg}"));
+        let classes = || self.caches.priority_classes.list(self.store.as_ref(), None);
         let (value, policy) = if class_name.is_empty() {
             // The global default class, if any.
-            let page = self
-                .list(
-                    pcs,
-                    None,
-                    &crate::list::Filter::default(),
-                    &crate::list::ListParams::default(),
-                )
-                .await?;
-            match page
-                .items
+            let classes = classes().await?;
+            match classes
                 .iter()
+                .map(|(c, _)| c)
                 .find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
             {
                 Some(c) => {
@@ -526,17 +521,17 @@ impl Registry {
         {
             (*v, None)
         } else {
-            match self.get(pcs, "", &class_name).await {
-                Ok(c) => (
+            let classes = classes().await?;
+            match classes.iter().find(|(c, _)| meta::name(c) == class_name) {
+                Some((c, _)) => (
                     c.get("value").and_then(Value::as_i64).unwrap_or(0),
                     c.get("preemptionPolicy").cloned(),
                 ),
-                Err(e) if e.code == 404 => {
+                None => {
                     return Err(forbidden(format!(
                         "no PriorityClass with name {class_name} was found"
                     )))
                 }
-                Err(e) => return Err(e),
             }
         };
         if let Some(p) = pod[spec_path].get("priority").and_then(Value::as_i64) {

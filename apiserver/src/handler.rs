@@ -1142,8 +1142,12 @@ async fn resource(
                 resource_version: q.get("resourceVersion").cloned(),
                 timeout,
                 bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
-                raw: shape == Shape::Object
-                    && std::ptr::eq(crate::conversion::storage_of(res), res),
+                raw: match shape {
+                    _ if !std::ptr::eq(crate::conversion::storage_of(res), res) => None,
+                    Shape::Object => Some(watch::RawShape::Object),
+                    Shape::PartialMetadata => Some(watch::RawShape::PartialMetadata),
+                    Shape::Table => None,
+                },
             };
             let first = std::sync::atomic::AtomicBool::new(true);
             let inc = include_object(&q);

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod nodeauth;
 pub mod nodegraph;
 pub mod nscache;
+pub mod objcache;
 pub mod openapi;
 pub mod patch;
 pub mod pki;

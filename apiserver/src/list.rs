@@ -141,6 +141,41 @@ pub fn splice_resource_version(raw: &[u8], rev: i64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The stored object's top-level `metadata` object (`{...}`), which the registry always
+/// encodes right after `apiVersion` and `kind` and never with a resourceVersion. None
+/// when the layout is not the expected one.
+pub fn stored_metadata(raw: &[u8]) -> Option<&[u8]> {
+    const PAT: &[u8] = br#""metadata":{"#;
+    let start = raw.windows(PAT.len()).position(|w| w == PAT)? + PAT.len() - 1;
+    if raw[..start].iter().filter(|b| **b == b'{').count() != 1 {
+        return None;
+    }
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for (i, &b) in raw[start..].iter().enumerate() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&raw[start..=start + i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 pub fn parse_rv(s: &str) -> ApiResult<i64> {
     s.parse::<i64>()
         .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
@@ -346,5 +381,20 @@ mod tests {
         let v: Value = serde_json::from_slice(&splice_resource_version(empty, 7).unwrap()).unwrap();
         assert_eq!(v["metadata"], json!({"resourceVersion": "7"}));
         assert!(splice_resource_version(br#"{"a":{"metadata":{}}}"#, 1).is_none());
+    }
+
+    #[test]
+    fn stored_metadata_spans_the_object() {
+        let raw = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","annotations":{"x":"}{\"]"},"ownerReferences":[{"uid":"u"}]},"spec":{"metadata":{}}}"#;
+        let m = stored_metadata(raw).unwrap();
+        let v: Value = serde_json::from_slice(m).unwrap();
+        assert_eq!(v["annotations"]["x"], "}{\"]");
+        assert_eq!(v["ownerReferences"][0]["uid"], "u");
+        assert_eq!(
+            stored_metadata(br#"{"apiVersion":"v1","kind":"X","metadata":{}}"#),
+            Some(&b"{}"[..])
+        );
+        assert!(stored_metadata(br#"{"a":{"metadata":{}}}"#).is_none());
+        assert!(stored_metadata(br#"{"metadata":{"name":"unterminated""#).is_none());
     }
 }

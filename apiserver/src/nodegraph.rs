@@ -51,25 +51,33 @@ pub fn start(store: Arc<dyn Backend>, graph: SharedGraph) {
     });
 }
 
-async fn list(
+/// Lists a prefix page by page, handing each decoded object to `each` (a whole pod list
+/// decoded at once would peak at ~40 KiB per pod); returns the list's revision.
+async fn list_each(
     store: &dyn Backend,
     res: &ResourceInfo,
-) -> Result<(Vec<Value>, i64), store::StoreError> {
-    let mut out = Vec::new();
+    mut each: impl FnMut(&Value),
+) -> Result<i64, store::StoreError> {
     let mut start = String::new();
+    let mut revision = 0;
     loop {
         let page = store
             .list(&ListOptions {
                 prefix: prefix(res, None),
                 start_key: start.clone(),
-                limit: 1000,
-                ..Default::default()
+                limit: 500,
+                revision,
             })
             .await?;
-        out.extend(page.kvs.iter().filter_map(|kv| decode(res, kv).ok()));
+        revision = page.revision;
+        for kv in &page.kvs {
+            if let Ok(obj) = decode(res, kv) {
+                each(&obj);
+            }
+        }
         match page.kvs.last() {
             Some(last) if page.more => start = format!("{}\0", last.key),
-            _ => return Ok((out, page.revision)),
+            _ => return Ok(revision),
         }
     }
 }
@@ -116,15 +124,9 @@ fn apply(graph: &mut NodeGraph, pods: bool, ev: &Event, res: &ResourceInfo) {
 
 async fn sync(store: &dyn Backend, graph: &SharedGraph) -> Result<(), store::StoreError> {
     let (pods_res, pvs_res) = (core("pods"), core("persistentvolumes"));
-    let (pods, pods_rev) = list(store, pods_res).await?;
-    let (pvs, pvs_rev) = list(store, pvs_res).await?;
     let mut fresh = NodeGraph::new();
-    for p in &pods {
-        fresh.upsert_pod(p);
-    }
-    for pv in &pvs {
-        fresh.upsert_pv_object(pv);
-    }
+    let pods_rev = list_each(store, pods_res, |p| fresh.upsert_pod(p)).await?;
+    let pvs_rev = list_each(store, pvs_res, |pv| fresh.upsert_pv_object(pv)).await?;
     *graph.write() = fresh;
     let mut pod_watch = store.watch(&prefix(pods_res, None), pods_rev).await?;
     let mut pv_watch = store.watch(&prefix(pvs_res, None), pvs_rev).await?;

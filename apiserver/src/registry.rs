@@ -92,6 +92,9 @@ pub struct Registry {
     pub unknown_fields: UnknownFields,
     /// Namespace phases for NamespaceLifecycle admission.
     pub namespaces: Arc<crate::nscache::NamespaceCache>,
+    /// LimitRanges, ResourceQuotas and PriorityClasses for admission (`store` records
+    /// writes for them).
+    pub caches: Arc<crate::objcache::AdmissionCaches>,
     /// ClusterIP and NodePort allocation for core/v1 Services (unset: none).
     pub services: std::sync::OnceLock<Arc<crate::services::ServiceAllocator>>,
     /// Admission plugins switched off (`--disable-admission-plugins`, upstream names).

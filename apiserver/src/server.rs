@@ -69,8 +69,10 @@ impl App {
         let oa = openapi.clone();
         let rbac = crate::rbac::SharedRbacIndex::default();
         let graph = crate::nodegraph::SharedGraph::default();
+        let (caches, store) = crate::objcache::AdmissionCaches::start(store);
         let registry = Arc::new(Registry {
             namespaces: crate::nscache::NamespaceCache::start(store.clone()),
+            caches,
             store,
             schema: openapi.clone(),
             unknown_fields: Arc::new(move |schema: &str, obj: &Value| {

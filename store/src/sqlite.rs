@@ -20,6 +20,7 @@ use crate::fanout::{prefix_end, Offer, Subscriber, DEFAULT_WATCH_CAPACITY};
 use crate::{Backend, Event, KeyValue, ListOptions, ListResult, Result, StoreError, WatchStream};
 use async_trait::async_trait;
 use bytes::Bytes;
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -155,6 +156,12 @@ fn open_conn(path: &Path, writer: bool) -> Result<Connection> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("open {}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(10))
+        .map_err(internal)?;
+    // Query plans must not depend on bound values: otherwise SQLite marks a statement
+    // whose `LIMIT ?` (or range bound) it inspected as expired on every re-bind and
+    // parses and plans it again on each execution (a tenth of the server's CPU under
+    // a create load, BENCHMARKS.md figure 6).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .map_err(internal)?;
     // Keep SQLite's own page cache small (KiB): the OS page cache already holds the file,
     // and each pooled connection would otherwise keep up to 2 MiB of duplicate pages.
