@@ -81,6 +81,7 @@ enum ImagesCommand {
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .enable_all()
         .build()
 }
