@@ -4,21 +4,14 @@
 //! Flags follow k3s.
 
 mod agent;
+mod alloc;
 mod proxy;
 mod server;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc (v3, without transparent huge pages) instead of glibc's malloc for Rust
-/// allocations: the API server allocates and frees many small objects per request (JSON
-/// values, headers, buffers) from several threads, and glibc's arenas took a quarter of
-/// the server's CPU in figure 6 (BENCHMARKS.md). SQLite keeps glibc's malloc.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (libmimalloc-sys 0.1.49, whose
-/// own constants follow v2's numbering); checked by a test against its v3 default.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+static ALLOC: alloc::Allocator = alloc::Allocator;
 
 #[derive(Parser)]
 #[command(
@@ -86,16 +79,6 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Returns freed memory to the OS after 20 ms instead of mimalloc's default second, so an
-/// idle server does not keep the peak of its last burst resident (figure 1). Set
-/// `MIMALLOC_PURGE_DELAY` in the environment to override it.
-fn tune_mimalloc() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one allocator option; mimalloc reads it on later purges.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 20) };
-    }
-}
-
 /// Caps glibc's malloc arenas before any thread starts. By default glibc gives each thread
 /// that contends for the heap its own arena (up to 8 per core), and each keeps freed memory
 /// of its own: with the tokio workers, blocking-pool threads and the store's threads that
@@ -111,28 +94,21 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// Returns freed heap to the operating system now and then: after an informer's initial
-/// list or a large LIST response, the allocators otherwise keep the peak resident.
+/// Returns freed heap to the operating system now and then.
 async fn trim_heap_periodically() {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        // SAFETY: collects this thread's free pages and purges what is due.
-        unsafe { libmimalloc_sys::mi_collect(true) };
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only releases free memory; it is thread-safe in glibc.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        alloc::release_free_memory();
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    tune_mimalloc();
     limit_malloc_arenas();
     let argv = server::expand_config_file(std::env::args().collect())?;
     let cli = Cli::parse_from(argv);
     match cli.command {
         Command::Server(args) => {
+            alloc::use_mimalloc();
             init_logging(args.verbosity);
             let rt = runtime()?;
             rt.spawn(trim_heap_periodically());
@@ -175,18 +151,4 @@ fn init_logging(v: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The option number is mimalloc v3's `mi_option_purge_delay`: its default is 1000 ms
-    /// (a v2 build or a renumbering would read another option here).
-    #[test]
-    fn purge_delay_option_is_v3s() {
-        // SAFETY: reads one allocator option.
-        let v = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(v, 1000);
-    }
 }

@@ -2989,11 +2989,17 @@ fn parse_args() -> Result<Cfg> {
     };
     let help = Command::new(&minik8s).args(["server", "--help"]).output()?;
     let help = String::from_utf8_lossy(&help.stdout);
-    let api_only_flags: Vec<String> = ["--disable-controllers", "--disable-scheduler"]
+    let mut api_only_flags: Vec<String> = ["--disable-controllers", "--disable-scheduler"]
         .iter()
         .filter(|f| help.contains(*f))
         .map(|f| f.to_string())
         .collect();
+    // Without the controllers nothing creates the `default` ServiceAccount that
+    // ServiceAccount admission requires of pods (figures 4 and 5 create pods), and the
+    // projected token volume it adds would change the pods' size from earlier runs.
+    if help.contains("--disable-admission-plugins") && !api_only_flags.is_empty() {
+        api_only_flags.push("--disable-admission-plugins=ServiceAccount".into());
+    }
     let etcd = std::env::var_os("ETCD_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/usr/bin/etcd".into());
