@@ -121,16 +121,20 @@ fn decode_continue(tok: &str) -> ApiResult<(i64, String)> {
     Ok((rv, start.to_string()))
 }
 
-/// Inserts `"resourceVersion":"N"` into a stored object's top-level `metadata`, which the
-/// registry always encodes right after `apiVersion` and `kind`. None when the layout is
-/// not the expected one (the caller then decodes).
-pub fn splice_resource_version(raw: &[u8], rev: i64) -> Option<Vec<u8>> {
+/// Offset of the `{` that opens a stored object's top-level `metadata`, which the registry
+/// always encodes right after `apiVersion` and `kind` (and never with a resourceVersion).
+/// None when the layout is not the expected one (the caller then decodes).
+fn metadata_start(raw: &[u8]) -> Option<usize> {
     const PAT: &[u8] = br#""metadata":{"#;
-    let pos = raw.windows(PAT.len()).position(|w| w == PAT)? + PAT.len();
+    let start = raw.windows(PAT.len()).position(|w| w == PAT)? + PAT.len() - 1;
     // Everything before it must be the apiVersion and kind members only.
-    if raw[..pos].iter().filter(|b| **b == b'{').count() != 2 {
-        return None;
-    }
+    (raw[..start].iter().filter(|b| **b == b'{').count() == 1).then_some(start)
+}
+
+/// Inserts `"resourceVersion":"N"` into a stored object's top-level `metadata`. None when
+/// the layout is not the expected one.
+pub fn splice_resource_version(raw: &[u8], rev: i64) -> Option<Vec<u8>> {
+    let pos = metadata_start(raw)? + 1;
     let mut out = Vec::with_capacity(raw.len() + 32);
     out.extend_from_slice(&raw[..pos]);
     out.extend_from_slice(format!("\"resourceVersion\":\"{rev}\"").as_bytes());
@@ -141,15 +145,10 @@ pub fn splice_resource_version(raw: &[u8], rev: i64) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The stored object's top-level `metadata` object (`{...}`), which the registry always
-/// encodes right after `apiVersion` and `kind` and never with a resourceVersion. None
-/// when the layout is not the expected one.
+/// The stored object's top-level `metadata` object (`{...}`). None when the layout is not
+/// the expected one.
 pub fn stored_metadata(raw: &[u8]) -> Option<&[u8]> {
-    const PAT: &[u8] = br#""metadata":{"#;
-    let start = raw.windows(PAT.len()).position(|w| w == PAT)? + PAT.len() - 1;
-    if raw[..start].iter().filter(|b| **b == b'{').count() != 1 {
-        return None;
-    }
+    let start = metadata_start(raw)?;
     let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
     for (i, &b) in raw[start..].iter().enumerate() {
         if in_str {

@@ -118,10 +118,10 @@ impl PrefixCache {
     /// that took longer than [`FRESHNESS_WAIT`].
     async fn fresh(&self) -> bool {
         let need = self.written.load(Ordering::Acquire).max(0);
-        let mut rx = self.applied.subscribe();
-        if *rx.borrow() >= need {
+        if *self.applied.borrow() >= need {
             return true;
         }
+        let mut rx = self.applied.subscribe();
         let caught_up = tokio::time::timeout(FRESHNESS_WAIT, async {
             rx.wait_for(|a| *a >= need).await.is_ok()
         })
